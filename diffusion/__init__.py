@@ -1,0 +1,13 @@
+"""Class-conditional diffusion on MNIST: a U-Net, a noise schedule, samplers and a pipeline.
+
+Read in this order: schedule.py, unet.py, samplers.py, pipeline.py; then train.py at the top level.
+"""
+
+from .io import WeightsError
+from .pipeline import Pipeline, SamplingConfig, best_device
+from .samplers import SAMPLERS, Step, classifier_free_guidance
+from .schedule import NoiseSchedule, ScheduleConfig
+from .unet import UNet, UNetConfig
+
+__all__ = ["Pipeline", "SamplingConfig", "best_device", "SAMPLERS", "Step", "classifier_free_guidance",
+           "NoiseSchedule", "ScheduleConfig", "UNet", "UNetConfig", "WeightsError"]

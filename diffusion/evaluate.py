@@ -1,0 +1,134 @@
+"""Measure a diffusion model: does it draw the digit asked for, and do its digits look real?
+
+    python -m diffusion.evaluate --per-digit 100                                   # the recommended settings
+    python -m diffusion.evaluate --samplers dpmpp:10,dpmpp:20,ddim:50 --guidance 1,2,3 --table results.md
+
+For each sampler x steps x guidance setting it reports, as JSON:
+- accuracy: the share of samples that the classifier (diffusion/classifier.py) reads as the
+  requested digit, overall and per digit;
+- frechet_distance: the Fréchet distance between the classifier's penultimate features of the
+  samples and of the 10,000 MNIST test digits, beside frechet_floor, the same distance for as
+  many real training digits (what a perfect model would score at this N);
+- seconds_for_10_digits: the median time to generate one of each digit with these settings.
+"""
+
+import json
+import statistics
+
+import torch
+
+from . import cli
+from .bench import time_generation
+from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
+from .classifier import load_classifier, predict
+from .data import default_data_dir, load_mnist, to_model_range
+from .io import atomic_write
+from .pipeline import Pipeline
+from .sample import DEFAULT_WEIGHTS
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to features (Heusel et al. 2017)."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    # Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a symmetric PSD matrix.
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov_a)
+    sqrt_a = eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
+    trace_sqrt = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
+    return float(((mu_a - mu_b) ** 2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt)
+
+
+def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.Tensor:
+    """Indices of per_digit random examples of each digit."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.nonzero(labels == d).flatten()[torch.randperm(int((labels == d).sum()), generator=generator)[:per_digit]]
+                      for d in range(10)])
+
+
+def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, floor: float,
+             sampler: str, steps: int, guidance_scale: float, per_digit: int, seed: int, batch_size: int) -> dict:
+    digits = list(range(10))
+    labels = Pipeline.labels(digits, per_digit)
+    images = []
+    for first in range(0, len(labels), batch_size):  # batches of whole digits, each with its own seed
+        batch_digits = sorted(set(labels[first:first + batch_size].tolist()))
+        images.append(pipeline.generate(batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
+                                        seed=seed + first, samples_per_digit=per_digit).cpu())
+    predicted, features = predict(classifier, torch.cat(images))
+    correct = predicted == labels
+    return {
+        "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "samples": len(labels),
+        "accuracy": round(correct.float().mean().item(), 4),
+        "per_digit_accuracy": {d: round(correct[labels == d].float().mean().item(), 4) for d in digits},
+        "frechet_distance": round(frechet_distance(features, reference_features), 3),
+        "frechet_floor": round(floor, 3),
+        "seconds_for_10_digits": round(statistics.median(time_generation(
+            pipeline, digits, 5 if steps <= 50 else 1, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=seed)), 3),
+        "device": str(pipeline.device),
+    }
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = ["| sampler | steps | guidance | accuracy | worst digit | Fréchet distance (floor) | s for 10 digits |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        worst = min(r["per_digit_accuracy"].items(), key=lambda item: item[1])
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['guidance_scale']:g} | {r['accuracy']:.2%} | "
+                     f"{worst[0]}: {worst[1]:.0%} | {r['frechet_distance']:.2f} ({r['frechet_floor']:.2f}) | "
+                     f"{r['seconds_for_10_digits']:.2f} ({r['device']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = cli.ArgumentParser(prog="python -m diffusion.evaluate", description=__doc__.split("\n")[1])
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--classifier", default=str(CLASSIFIER_PATH))
+    p.add_argument("--data-dir", default=default_data_dir(), help="MNIST folder (default: $MNIST_ROOT or data/)")
+    p.add_argument("--samplers", help="sampler:steps pairs, e.g. dpmpp:10,ddim:50,ddpm:1000 (default: recommended)")
+    p.add_argument("--guidance", help="guidance scales, e.g. 1,2,3 (default: recommended)")
+    p.add_argument("--per-digit", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1000, help="images generated at once")
+    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--out", help="also write the JSON results here")
+    p.add_argument("--table", help="also write a markdown table here")
+    args = p.parse_args()
+    if args.per_digit < 2 or args.batch_size < 1:
+        p.error("--per-digit must be at least 2 and --batch-size at least 1")
+
+    pipeline = Pipeline.load(args.weights, device=args.device)
+    recommended = pipeline.sampling_config
+    samplers = cli.parse_samplers(args.samplers) if args.samplers else [(recommended.sampler, recommended.steps)]
+    try:
+        guidance_scales = [float(g) for g in args.guidance.split(",")] if args.guidance else [recommended.guidance_scale]
+    except ValueError:
+        p.error(f"--guidance takes numbers like 1,2,3, not {args.guidance!r}")
+    batch_size = max(args.per_digit, args.batch_size // args.per_digit * args.per_digit)
+
+    classifier = load_classifier(args.classifier, pipeline.device)
+    test_images, _ = load_mnist(args.data_dir, train=False)
+    train_images, train_labels = load_mnist(args.data_dir, train=True)
+    _, reference_features = predict(classifier, to_model_range(test_images))
+    real = to_model_range(train_images[stratified_sample(train_labels, args.per_digit, args.seed)])
+    floor = frechet_distance(predict(classifier, real)[1], reference_features)
+
+    results = []
+    for sampler, steps in samplers:
+        for guidance_scale in guidance_scales:
+            result = evaluate(pipeline, classifier, reference_features, floor, sampler, steps, guidance_scale,
+                              args.per_digit, args.seed, batch_size)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    report = {"weights": args.weights, "per_digit": args.per_digit, "seed": args.seed, "results": results}
+    if args.out:
+        with atomic_write(args.out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.table:
+        with atomic_write(args.table) as tmp:
+            tmp.write_text(markdown_table(results))
+    print(markdown_table(results))
+
+
+if __name__ == "__main__":
+    cli.run(main, prog="python -m diffusion.evaluate")

@@ -1,0 +1,128 @@
+"""The pipeline: model + noise schedule + device, from one weights file to images.
+
+    pipe = Pipeline.load("weights/mnist-diffusion.safetensors")
+    images = pipe.generate(digits=[3, 7], samples_per_digit=4, seed=0)     # (8, 1, 28, 28) in [-1, 1]
+    for step in pipe.sample_steps(digits=[3], seed=0): ...                 # stream the denoising
+"""
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .io import WeightsError, load_safetensors, load_state, save_safetensors
+from .samplers import SAMPLERS, Step, classifier_free_guidance
+from .schedule import NoiseSchedule, ScheduleConfig
+from .unet import UNet, UNetConfig
+
+MAX_SEED = 2**63 - 1
+MAX_GUIDANCE_SCALE = 100.0
+REQUIRED_METADATA = ("unet_config", "schedule_config", "sampling_config", "training")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """The settings a weights file recommends; `generate` uses them for what it is not told."""
+
+    sampler: str = "dpmpp"
+    steps: int = 10
+    guidance_scale: float = 1.5
+
+
+def best_device() -> torch.device:
+    """CUDA, then Apple MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def save_weights(path: str | Path, model: UNet, schedule_config: ScheduleConfig,
+                 sampling_config: SamplingConfig, training: dict) -> None:
+    """One file holds all that loading needs: weights, configs and how they were trained."""
+    metadata = {
+        "unet_config": asdict(model.config),
+        "schedule_config": asdict(schedule_config),
+        "sampling_config": asdict(sampling_config),
+        "training": training,
+    }
+    save_safetensors(path, model.state_dict(), metadata)
+
+
+class Pipeline:
+    def __init__(self, model: UNet, schedule: NoiseSchedule, sampling_config: SamplingConfig,
+                 metadata: dict | None = None):
+        self.model = model.eval()
+        self.schedule = schedule
+        self.sampling_config = sampling_config
+        self.metadata = metadata or {}
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
+        """Load a weights file written by train.py; raises WeightsError with a clear message."""
+        tensors, metadata = load_safetensors(path, REQUIRED_METADATA, missing_hint=(
+            "; the repository ships weights/mnist-diffusion.safetensors, or train weights with `python train.py`"))
+        try:
+            unet_config = UNetConfig(**metadata["unet_config"])
+            schedule_config = ScheduleConfig(**metadata["schedule_config"])
+            sampling_config = SamplingConfig(**metadata["sampling_config"])
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: incompatible file, its configuration does not fit this code ({e})") from None
+        model = UNet(unet_config)
+        load_state(model, tensors, path)
+        device = torch.device(device) if device is not None else best_device()
+        # channels_last lets the CPU's convolution kernels run about 1.4x faster here (see diffusion.bench).
+        model = model.to(device, memory_format=torch.channels_last)
+        return cls(model, NoiseSchedule(schedule_config), sampling_config, metadata)
+
+    @staticmethod
+    def labels(digits: list[int], samples_per_digit: int = 1) -> torch.Tensor:
+        """The label of each generated image: digits in order, each repeated samples_per_digit times."""
+        return torch.tensor(digits, dtype=torch.int64).repeat_interleave(samples_per_digit)
+
+    def _check(self, digits, guidance_scale, sampler, steps, seed, samples_per_digit) -> None:
+        num_classes = self.model.config.num_classes
+        if not digits or not all(isinstance(d, int) and 0 <= d < num_classes for d in digits):
+            raise ValueError(f"digits must be a non-empty list of integers from 0 to {num_classes - 1}, not {digits!r}")
+        if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale)
+                and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
+            raise ValueError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, not {guidance_scale!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+        if not (isinstance(steps, int) and 1 <= steps <= self.schedule.num_timesteps):
+            raise ValueError(f"steps must be an integer from 1 to {self.schedule.num_timesteps}, not {steps!r}")
+        if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+            raise ValueError(f"seed must be an integer from 0 to 2^63-1, not {seed!r}")
+        if not (isinstance(samples_per_digit, int) and samples_per_digit >= 1):
+            raise ValueError(f"samples_per_digit must be a positive integer, not {samples_per_digit!r}")
+
+    @torch.inference_mode()
+    def sample_steps(self, digits: list[int], guidance_scale: float | None = None, sampler: str | None = None,
+                     steps: int | None = None, seed: int = 0, samples_per_digit: int = 1) -> Iterator[Step]:
+        """Yield every denoising step; the last Step's x is the final batch of images.
+
+        Unset options take the weights' recommended SamplingConfig. The same seed, settings
+        and device give the same images.
+        """
+        config = self.sampling_config
+        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
+        sampler = config.sampler if sampler is None else sampler
+        steps = config.steps if steps is None else steps
+        self._check(digits, guidance_scale, sampler, steps, seed, samples_per_digit)
+
+        labels = self.labels(digits, samples_per_digit).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        shape = (len(labels), self.model.config.image_channels, self.model.config.image_size, self.model.config.image_size)
+        x = torch.randn(shape, generator=generator, device=self.device)
+        eps_fn = classifier_free_guidance(self.model, labels, float(guidance_scale), self.model.config.null_label)
+        yield from SAMPLERS[sampler](eps_fn, x, self.schedule, self.schedule.timesteps(steps), generator)
+
+    def generate(self, digits: list[int], **options) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1], N = len(digits) * samples_per_digit; options as sample_steps."""
+        for step in self.sample_steps(digits, **options):
+            pass
+        return step.x

@@ -1,0 +1,131 @@
+"""Samplers: turn pure noise into images, one step at a time.
+
+The contract every sampler shares (so callers never special-case one):
+
+    sampler(eps_fn, x, schedule, timesteps, generator) -> iterator of Step
+
+- `eps_fn(x, t)` predicts the noise in x at integer timestep t (for example
+  `classifier_free_guidance(...)` below);
+- `x` is the starting noise x_T ~ N(0, I), of any batch size;
+- `timesteps` is a decreasing list of timesteps, e.g. `schedule.timesteps(20)`;
+- `generator` seeds any fresh noise a stochastic sampler draws.
+
+Each step yields a `Step`; the last one's `x` is the final image. All the maths is
+float32 (Apple MPS has no float64), and scalars are Python floats computed once.
+
+Notation: alpha_bar = alphas_cumprod[t], for the step's timestep t, and
+alpha_bar_next for the timestep the step moves to (1.0, clean, after the last step).
+Predictions of the clean image are clipped to the data range [-1, 1].
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from .schedule import NoiseSchedule
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass
+class Step:
+    index: int  # 0 .. len(timesteps) - 1
+    timestep: int  # the timestep the model saw at this step
+    x: torch.Tensor  # the sample after this step; after the last step, the final image
+    x0: torch.Tensor  # the model's estimate of the clean image at this step
+
+
+def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int) -> EpsFn:
+    """eps = eps_uncond + w * (eps_cond - eps_uncond)  (Ho & Salimans 2022, eq. 6).
+
+    Convention: w = 0 is unconditional, w = 1 is plain conditional (no guidance), w > 1
+    pushes samples further towards their class. Both predictions come from one batched
+    forward pass; at w = 0 or w = 1 only the one that is needed is computed.
+    """
+    null_labels = torch.full_like(labels, null_label)
+    if guidance_scale in (0.0, 1.0):
+        fixed_labels = labels if guidance_scale == 1.0 else null_labels
+        return lambda x, t: model(x, torch.full_like(labels, t), fixed_labels)
+
+    both_labels = torch.cat([labels, null_labels])
+    both_t = torch.empty_like(both_labels)
+
+    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        eps_cond, eps_uncond = model(torch.cat([x, x]), both_t.fill_(t), both_labels).chunk(2)
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+    return eps_fn
+
+
+def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """Solve x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps for x0 (Ho et al. eq. 4), clipped."""
+    return ((x - math.sqrt(1 - alpha_bar) * eps) / math.sqrt(alpha_bar)).clamp(-1, 1)
+
+
+def _alpha_bars(schedule: NoiseSchedule, timesteps: list[int]) -> list[tuple[float, float]]:
+    """(alpha_bar, alpha_bar_next) for each step."""
+    alpha_bars = schedule.alphas_cumprod[timesteps].tolist()
+    return list(zip(alpha_bars, alpha_bars[1:] + [1.0]))
+
+
+def ddpm(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
+         generator: torch.Generator | None = None) -> Iterator[Step]:
+    """Ancestral sampling (Ho et al. 2020, Alg. 2) through the posterior q(x_{t-1} | x_t, x0).
+
+    On a subsequence of timesteps the betas are respaced (Nichol & Dhariwal 2021, eq. 19),
+    so any step count works; with all T timesteps this is exactly the original.
+    """
+    for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
+        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
+        beta = 1 - alpha_bar / alpha_bar_next  # respaced beta_t
+        # Posterior mean and variance, Ho et al. eq. 7.
+        mean = (math.sqrt(alpha_bar_next) * beta * x0 + math.sqrt(1 - beta) * (1 - alpha_bar_next) * x) / (1 - alpha_bar)
+        variance = beta * (1 - alpha_bar_next) / (1 - alpha_bar)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = mean + math.sqrt(variance) * noise  # Alg. 2, line 4
+        yield Step(i, t, x, x0)
+
+
+def ddim(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
+         generator: torch.Generator | None = None, eta: float = 0.0) -> Iterator[Step]:
+    """DDIM (Song et al. 2021, eq. 12): eta = 0 is deterministic, eta = 1 matches DDPM's variance."""
+    for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
+        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
+        eps = (x - math.sqrt(alpha_bar) * x0) / math.sqrt(1 - alpha_bar)  # the noise that matches the clipped x0
+        sigma = eta * math.sqrt((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next))  # eq. 16
+        x = math.sqrt(alpha_bar_next) * x0 + math.sqrt(1 - alpha_bar_next - sigma**2) * eps  # eq. 12
+        if sigma > 0:
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        yield Step(i, t, x, x0)
+
+
+def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
+             generator: torch.Generator | None = None) -> Iterator[Step]:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): a second-order multistep solver of the
+    diffusion ODE in lambda = log(alpha / sigma), reusing the previous step's x0 estimate.
+
+    The first step is first order (no history yet) and the last step lands on the clean
+    image (sigma = 0), where the update is simply x = x0. Deterministic: `generator` is unused.
+    """
+    previous_x0, previous_h = None, None
+    for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
+        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
+        if alpha_bar_next == 1.0:
+            x = x0
+        else:
+            sigma, sigma_next = math.sqrt(1 - alpha_bar), math.sqrt(1 - alpha_bar_next)
+            alpha_next = math.sqrt(alpha_bar_next)
+            h = math.log(alpha_next / sigma_next) - math.log(math.sqrt(alpha_bar) / sigma)
+            if previous_x0 is None:
+                d = x0
+            else:
+                r = previous_h / h
+                d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * previous_x0
+            x = (sigma_next / sigma) * x - alpha_next * math.expm1(-h) * d
+            previous_x0, previous_h = x0, h
+        yield Step(i, t, x, x0)
+
+
+SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpmpp": dpmpp_2m}

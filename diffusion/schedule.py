@@ -1,0 +1,68 @@
+"""The noise schedule: how much signal is left at each of the T timesteps.
+
+The forward process adds Gaussian noise in T small steps with variances beta_t.
+Its closed form (Ho et al. 2020, eq. 4) is what training and sampling use:
+
+    q(x_t | x_0) = N(sqrt(alphas_cumprod[t]) * x_0, (1 - alphas_cumprod[t]) * I)
+
+where alphas_cumprod[t] = prod_{s<=t} (1 - beta_s) falls from about 1 (clean) to
+about 0 (pure noise).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    num_timesteps: int = 1000
+    beta_schedule: str = "cosine"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    beta_start: float = 1e-4  # linear only
+    beta_end: float = 0.02  # linear only
+
+    def __post_init__(self):
+        if self.beta_schedule not in ("linear", "cosine"):
+            raise ValueError(f"beta_schedule must be 'linear' or 'cosine', not {self.beta_schedule!r}")
+        if self.num_timesteps < 1:
+            raise ValueError(f"num_timesteps must be at least 1, not {self.num_timesteps}")
+
+
+def make_betas(config: ScheduleConfig) -> torch.Tensor:
+    T = config.num_timesteps
+    if config.beta_schedule == "linear":
+        return torch.linspace(config.beta_start, config.beta_end, T, dtype=torch.float64)
+    # Cosine: alphas_cumprod follows cos^2 (Nichol & Dhariwal 2021, eq. 17), with s = 0.008
+    # and betas clipped at 0.999 so the last step stays finite.
+    s = 0.008
+    f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+
+class NoiseSchedule:
+    """alphas_cumprod for every timestep, plus the forward process q(x_t | x_0)."""
+
+    def __init__(self, config: ScheduleConfig = ScheduleConfig()):
+        self.config = config
+        self.num_timesteps = config.num_timesteps
+        self.betas = make_betas(config)
+        # Computed in float64 here, stored as float32: samplers stay in float32 (Apple MPS has no float64).
+        self.alphas_cumprod = torch.cumprod(1 - self.betas, dim=0).float()
+        self.betas = self.betas.float()
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Noise clean images x0 (B, C, H, W) to timesteps t (B,) in closed form (Ho et al. eq. 4)."""
+        alpha_bar = self.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
+        return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+
+    def timesteps(self, steps: int) -> list[int]:
+        """`steps` timesteps from T-1 down, evenly spaced ("trailing": Lin et al. 2024, Table 2).
+
+        The first step always starts from t = T-1, pure noise; "leading" spacing would start
+        from a partly noised image that sampling never sees, and loses quality at few steps.
+        """
+        T = self.num_timesteps
+        if not 1 <= steps <= T:
+            raise ValueError(f"steps must be between 1 and {T}, not {steps}")
+        return [round(T - i * T / steps) - 1 for i in range(steps)]

@@ -1,0 +1,154 @@
+"""A small class-conditional U-Net that predicts the noise eps in x_t.
+
+Layout (Ho et al. 2020, with the conditioning of Dhariwal & Nichol 2021):
+
+    x_t --conv--> [ResBlocks] --skip--+                        +--> [ResBlocks] --conv--> eps
+                      | down          |                        |        ^ up
+                  [ResBlocks] --skip--+----------------------> cat ---> ...
+                      | down                                   ^
+                  [ResBlocks] -> ResBlock, Attention, ResBlock-+   (lowest resolution)
+
+Every ResBlock is told the timestep t and the class label through one embedding
+vector (sinusoidal timestep features + MLP, plus a learned class embedding) that
+scales and shifts its normalised activations. Label `num_classes` is the extra
+"null" class: training drops labels to it, so the same network also predicts the
+unconditional noise that classifier-free guidance needs.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    image_size: int = 28
+    image_channels: int = 1
+    channels: tuple[int, ...] = (32, 64, 128)  # one entry per resolution: 28, 14, 7
+    blocks_per_level: int = 1
+    embedding_dim: int = 128
+    norm_groups: int = 8
+    num_classes: int = 10  # digits 0-9; label 10 is the null class
+
+    @property
+    def null_label(self) -> int:
+        return self.num_classes
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        downsamplings = len(self.channels) - 1
+        if self.image_size % 2**downsamplings:
+            raise ValueError(f"image_size {self.image_size} is not divisible by 2^{downsamplings}")
+        if any(c % self.norm_groups for c in self.channels):
+            raise ValueError(f"every entry of channels {self.channels} must divide by norm_groups {self.norm_groups}")
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of the timestep (Vaswani et al. 2017, as in Ho et al. 2020)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, embedding_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.scale_shift = nn.Linear(embedding_dim, 2 * out_channels)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.scale_shift(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift  # adaptive GroupNorm (Dhariwal & Nichol 2021)
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over all pixels: at 7x7 that is 49 tokens, cheap."""
+
+    def __init__(self, channels: int, groups: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, height * width).unbind(1)
+        h = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.out(h.transpose(-1, -2).reshape(b, c, height, width))
+
+
+class UNet(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c, emb_dim, groups = config.channels, config.embedding_dim, config.norm_groups
+        self.time_mlp = nn.Sequential(nn.Linear(c[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_embedding = nn.Embedding(config.num_classes + 1, emb_dim)
+
+        self.conv_in = nn.Conv2d(config.image_channels, c[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for level, channels in enumerate(c):
+            in_channels = c[max(level - 1, 0)]
+            blocks = [ResBlock(in_channels if i == 0 else channels, channels, emb_dim, groups)
+                      for i in range(config.blocks_per_level)]
+            self.down.append(nn.ModuleList(blocks))
+            if level < len(c) - 1:
+                self.downsample.append(nn.Conv2d(channels, channels, 3, stride=2, padding=1))
+
+        self.mid1 = ResBlock(c[-1], c[-1], emb_dim, groups)
+        self.mid_attention = SelfAttention(c[-1], groups)
+        self.mid2 = ResBlock(c[-1], c[-1], emb_dim, groups)
+
+        # Going up, each level takes its skip connection concatenated to the input.
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level, channels in enumerate(c):
+            blocks = [ResBlock(2 * channels if i == 0 else channels, channels, emb_dim, groups)
+                      for i in range(config.blocks_per_level)]
+            self.up.append(nn.ModuleList(blocks))
+            if level > 0:
+                self.upsample.append(nn.Conv2d(channels, c[level - 1], 3, padding=1))
+
+        self.norm_out = nn.GroupNorm(groups, c[0])
+        self.conv_out = nn.Conv2d(c[0], config.image_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Predict the noise in x (B, C, H, W) at integer timesteps t (B,) for class labels (B,)."""
+        emb = self.time_mlp(timestep_embedding(t, self.config.channels[0])) + self.class_embedding(labels)
+
+        h = self.conv_in(x)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+            if level < len(self.downsample):
+                h = self.downsample[level](h)
+
+        h = self.mid2(self.mid_attention(self.mid1(h, emb)), emb)
+
+        for level in reversed(range(len(self.up))):
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in self.up[level]:
+                h = block(h, emb)
+            if level > 0:
+                h = self.upsample[level - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+
+        return self.conv_out(F.silu(self.norm_out(h)))

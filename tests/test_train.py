@@ -1,0 +1,85 @@
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from diffusion.io import load_safetensors
+
+from .conftest import ROOT, run_script
+
+TINY = ["--subset", "256", "--batch-size", "32", "--channels", "8,16", "--timesteps", "100", "--warmup-steps", "5",
+        "--checkpoint-every", "2"]
+
+
+def train_args(tmp_path, name, steps):
+    return ["train.py", *TINY, "--max-steps", str(steps), "--run-dir", str(tmp_path / name),
+            "--out", str(tmp_path / f"{name}.safetensors")]
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root):
+    steps = 40
+    straight = run_script(*train_args(tmp_path, "straight", steps), "--data-dir", mnist_root)
+    assert straight.returncode == 0, straight.stderr
+
+    # Interrupt a second run once its first checkpoint exists, then run the same command again.
+    args = [sys.executable, *train_args(tmp_path, "resumed", steps), "--data-dir", mnist_root]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "resumed" / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "run the same command to continue" in stdout
+    stopped_at = load_safetensors(checkpoint)[1]["step"]
+    assert 0 < stopped_at < steps
+
+    resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"step {stopped_at} of {steps} (resumed" in resumed.stdout
+
+    a, meta_a = load_safetensors(tmp_path / "straight.safetensors")
+    b, meta_b = load_safetensors(tmp_path / "resumed.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert meta_a["training"]["steps"] == meta_b["training"]["steps"] == steps
+    assert (tmp_path / "straight" / "samples_epoch001.png").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, mnist_root):
+    first = run_script(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root)
+    assert first.returncode == 0, first.stderr
+    other = run_script(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root, "--lr", "0.5")
+    assert other.returncode == 2 and "other settings (lr differ)" in other.stderr
+
+
+def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path, mnist_root):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         *train_args(tmp_path, "ddp", 4), "--data-dir", mnist_root],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas identical across 2 processes: max |difference| = 0" in result.stdout
+    _, metadata = load_safetensors(tmp_path / "ddp.safetensors")
+    assert metadata["training"]["command"].startswith("torchrun --nproc_per_node=2 train.py")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"), (["--channels", "a,b"], "--channels"),
+    (["--label-dropout", "1.5"], "--label-dropout"), (["--batch-size", "100000"], "fewer than one batch"),
+])
+def test_bad_training_arguments_exit_with_one_line(tmp_path, mnist_root, args, message):
+    result = run_script("train.py", "--data-dir", mnist_root, "--run-dir", str(tmp_path / "r"), *TINY, *args)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    result = run_script("train.py", "--data-dir", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "r"),
+                        env={"PATH": "", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    assert result.returncode == 2 and "could not be downloaded" in result.stderr, result.stderr

@@ -1,0 +1,294 @@
+"""Train the class-conditional U-Net on MNIST and write weights/<name>.safetensors.
+
+    python train.py                                   # the shipped model's settings
+    python train.py --max-steps 200 --subset 2000     # a quick try on the CPU
+    torchrun --nproc_per_node=2 train.py ...          # data-parallel over 2 processes (DDP)
+
+The run folder (runs/<name>/) holds a checkpoint and a sample grid per epoch. Running
+the same command again continues exactly where an interrupted run stopped; Ctrl-C
+(or SIGTERM) finishes the current step and saves a checkpoint first.
+"""
+
+import copy
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from diffusion import cli
+from diffusion.data import default_data_dir, load_mnist, to_model_range
+from diffusion.io import load_safetensors, save_safetensors
+from diffusion.media import grid, save_png, to_uint8
+from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
+from diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffusion.unet import UNet, UNetConfig
+
+# Arguments that do not change the trained weights; a resumed run may set them differently.
+RESUMABLE_ARGS_MAY_DIFFER = {"data_dir", "run_dir", "out", "checkpoint_every", "compile"}
+
+
+def parse_args(argv=None):
+    p = cli.ArgumentParser(prog="train.py", description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=default_data_dir(), help="MNIST folder (default: $MNIST_ROOT or data/)")
+    p.add_argument("--name", default="mnist-diffusion", help="names the run folder and the weights file")
+    p.add_argument("--run-dir", help="checkpoint and sample grids (default: runs/<name>)")
+    p.add_argument("--out", help="weights file (default: weights/<name>.safetensors)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps instead")
+    p.add_argument("--subset", type=int, help="train on the first N training digits only")
+    p.add_argument("--batch-size", type=int, default=128, help="global batch, split across processes")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=500)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--ema-decay", type=float, default=0.9995)
+    p.add_argument("--label-dropout", type=float, default=0.1, help="share of labels replaced by the null class")
+    p.add_argument("--channels", default="32,64,128", help="U-Net channels per resolution")
+    p.add_argument("--blocks-per-level", type=int, default=1)
+    p.add_argument("--beta-schedule", choices=["linear", "cosine"], default="cosine")
+    p.add_argument("--timesteps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (also every epoch)")
+    args = p.parse_args(argv)
+    args.run_dir = args.run_dir or f"runs/{args.name}"
+    args.out = args.out or f"weights/{args.name}.safetensors"
+    for name in ("epochs", "batch_size", "warmup_steps", "checkpoint_every", "blocks_per_level", "timesteps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("max_steps", "subset"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.label_dropout < 1:
+        p.error("--label-dropout must be in [0, 1)")
+    try:
+        args.channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        p.error(f"--channels must be comma-separated integers, not {args.channels!r}")
+    return args
+
+
+def lr_at(step: int, args, total_steps: int) -> float:
+    """Linear warmup, then cosine decay to zero."""
+    warmup = min(1.0, (step + 1) / args.warmup_steps)
+    return args.lr * warmup * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """AdamW's per-parameter state as flat named tensors, for safetensors."""
+    return {f"optimizer.{index}.{key}": value
+            for index, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state = {}
+    for name, value in tensors.items():
+        _, index, key = name.split(".")
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def save_checkpoint(path: Path, model, ema, optimizer, step: int, elapsed_s: float, args) -> None:
+    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+               **{f"ema.{k}": v for k, v in ema.state_dict().items()},
+               **optimizer_tensors(optimizer)}
+    save_safetensors(path, tensors, {"step": step, "elapsed_s": elapsed_s, "args": vars(args)})
+
+
+def load_checkpoint(path: Path, model, ema, optimizer, args) -> tuple[int, float]:
+    tensors, metadata = load_safetensors(path, ("step", "elapsed_s", "args"))
+    saved_args = metadata["args"]
+    differing = sorted(k for k, v in vars(args).items()
+                       if k not in RESUMABLE_ARGS_MAY_DIFFER and saved_args.get(k) != (list(v) if isinstance(v, tuple) else v))
+    if differing:
+        raise ValueError(f"{path} is a run with other settings ({', '.join(differing)} differ): "
+                         "use the same arguments to resume, or another --name / --run-dir to start afresh")
+    for prefix, module in (("model.", model), ("ema.", ema)):
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    load_optimizer(optimizer, {k: v for k, v in tensors.items() if k.startswith("optimizer.")})
+    return metadata["step"], metadata["elapsed_s"]
+
+
+def sample_grid(ema: UNet, schedule: NoiseSchedule, path: Path) -> None:
+    """Four samples of each digit from the EMA weights, with the default sampler settings."""
+    pipeline = Pipeline(ema, schedule, SamplingConfig())
+    images = pipeline.generate(list(range(10)), samples_per_digit=4, seed=0)
+    # Transposed so that each column is one digit.
+    save_png(grid(to_uint8(images).reshape(10, 4, 28, 28).transpose(1, 0, 2, 3).reshape(40, 28, 28), columns=10), path)
+
+
+class StopRequest:
+    """Turns Ctrl-C / SIGTERM into a flag the loop checks between steps, so no step is cut in half."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._request)
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+
+def train(args) -> None:
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    distributed = world_size > 1
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.batch_size % world_size:
+        raise ValueError(f"--batch-size {args.batch_size} does not divide among {world_size} processes")
+    is_main = rank == 0
+    run_dir, checkpoint_path = Path(args.run_dir), Path(args.run_dir) / "checkpoint.safetensors"
+
+    images, labels = load_mnist(args.data_dir, train=True)
+    if args.subset:
+        images, labels = images[:args.subset], labels[:args.subset]
+    images, labels = images.to(device), labels.to(device)
+    steps_per_epoch = len(images) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {args.batch_size}")
+    total_steps = args.max_steps or args.epochs * steps_per_epoch
+    per_process_batch = args.batch_size // world_size
+
+    torch.manual_seed(args.seed)  # the same initial weights in every process
+    unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
+    schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
+    schedule = NoiseSchedule(schedule_config)
+    model = UNet(unet_config).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+    step, elapsed_s = 0, 0.0
+    if checkpoint_path.exists():
+        step, elapsed_s = load_checkpoint(checkpoint_path, model, ema, optimizer, args)
+    if is_main:
+        print(f"U-Net: {sum(p.numel() for p in model.parameters()):,} parameters; {len(images):,} digits; "
+              f"device {device} x {world_size}; step {step} of {total_steps}"
+              + (f" (resumed from {checkpoint_path})" if step else ""))
+
+    forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
+    if args.compile and device.type == "cuda":
+        forward = torch.compile(forward)
+    stop = StopRequest()
+    generator = torch.Generator(device)
+    permutation, permutation_epoch = None, None
+    progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True)
+    started, last_logged = time.perf_counter(), (time.perf_counter(), step)
+
+    def save(step):
+        if is_main:
+            save_checkpoint(checkpoint_path, model, ema, optimizer, step, elapsed_s + time.perf_counter() - started, args)
+
+    while step < total_steps:
+        epoch, batch_in_epoch = divmod(step, steps_per_epoch)
+        if permutation_epoch != epoch:  # the data order depends on (seed, epoch) alone, so resuming replays it
+            permutation = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed + epoch)).to(device)
+            permutation_epoch = epoch
+        start = batch_in_epoch * args.batch_size + rank * per_process_batch
+        batch = permutation[start:start + per_process_batch]
+        x0, y = to_model_range(images[batch]), labels[batch]
+
+        # The step's randomness depends on (seed, step, rank) alone: an exact resume needs no RNG state.
+        generator.manual_seed(args.seed * 1_000_003 + step * 1_009 + rank)
+        t = torch.randint(0, schedule.num_timesteps, (len(y),), device=device, generator=generator)
+        noise = torch.randn(x0.shape, device=device, generator=generator)
+        drop = torch.rand(len(y), device=device, generator=generator) < args.label_dropout
+        y = torch.where(drop, unet_config.null_label, y)
+        x_t = schedule.q_sample(x0, t, noise)
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args, total_steps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda"):
+            loss = F.mse_loss(forward(x_t, t, y).float(), noise)  # the simple loss, Ho et al. eq. 14
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        # EMA of the weights, with a warmup so that short runs are not dominated by the initial weights.
+        decay = min(args.ema_decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        step += 1
+
+        progress.update(1)
+        if is_main and (step % 20 == 0 or step == total_steps):
+            now = time.perf_counter()
+            images_per_s = (step - last_logged[1]) * args.batch_size / (now - last_logged[0])
+            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_per_s=f"{images_per_s:.0f}")
+            last_logged = (now, step)
+
+        end_of_epoch = step % steps_per_epoch == 0
+        stop_now = stop.requested
+        if distributed:  # every process stops at the same step
+            flag = torch.tensor([float(stop_now)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop_now = bool(flag.item())
+        if stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps:
+            save(step)
+        if is_main and (end_of_epoch or step == total_steps):
+            sample_grid(ema, schedule, run_dir / f"samples_epoch{epoch + 1:03d}.png")
+        if stop_now:
+            progress.close()
+            if is_main:
+                print(f"stopped at step {step} of {total_steps}; checkpoint in {checkpoint_path}; "
+                      "run the same command to continue")
+            sys.exit(130)
+    progress.close()
+
+    if distributed:
+        check_replicas_identical(model, device, is_main)
+    if is_main:
+        write_weights(args, ema, schedule_config, step, steps_per_epoch, len(images), world_size, device,
+                      elapsed_s + time.perf_counter() - started)
+    if distributed:
+        dist.destroy_process_group()
+
+
+def check_replicas_identical(model: torch.nn.Module, device: torch.device, is_main: bool) -> None:
+    """DDP keeps every process's weights equal; check it rather than trust it."""
+    mine = torch.cat([p.detach().flatten() for p in model.parameters()])
+    reference = mine.clone()
+    dist.broadcast(reference, src=0)
+    difference = (mine - reference).abs().max().reshape(1).to(device)
+    dist.all_reduce(difference, op=dist.ReduceOp.MAX)
+    if is_main:
+        print(f"replicas identical across {dist.get_world_size()} processes: max |difference| = {difference.item():g}")
+    if difference.item() != 0:
+        raise RuntimeError("DDP replicas diverged")
+
+
+def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, world_size, device, wall_s) -> None:
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    launcher = f"torchrun --nproc_per_node={world_size} " if world_size > 1 else "python "
+    training = {
+        "command": launcher + " ".join(["train.py"] + sys.argv[1:]),
+        "steps": step,
+        "epochs": round(step / steps_per_epoch, 2),
+        "batch_size": args.batch_size,
+        "data": f"MNIST training set, {num_images:,} digits",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "wall_time_s": round(wall_s, 1),
+        "hardware": f"{world_size} x {hardware}",
+        "torch": torch.__version__,
+        "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+    }
+    save_weights(args.out, ema, schedule_config, SamplingConfig(), training)
+    print(f"wrote {args.out} ({step} steps, {wall_s / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    cli.run(lambda: train(parse_args()), prog="train.py")

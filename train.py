@@ -272,7 +272,10 @@ def check_replicas_identical(model: torch.nn.Module, device: torch.device, is_ma
 
 
 def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, world_size, device, wall_s) -> None:
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
     launcher = f"torchrun --nproc_per_node={world_size} " if world_size > 1 else "python "
     training = {
         "command": launcher + " ".join(["train.py"] + sys.argv[1:]),

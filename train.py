@@ -28,7 +28,7 @@ from tqdm import tqdm
 from diffusion import cli
 from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.io import load_safetensors, save_safetensors
-from diffusion.media import grid, save_png, to_uint8
+from diffusion.media import sample_grid, save_png, to_uint8
 from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
 from diffusion.schedule import NoiseSchedule, ScheduleConfig
 from diffusion.unet import UNet, UNetConfig
@@ -120,12 +120,12 @@ def load_checkpoint(path: Path, model, ema, optimizer, args) -> tuple[int, float
     return metadata["step"], metadata["elapsed_s"]
 
 
-def sample_grid(ema: UNet, schedule: NoiseSchedule, path: Path) -> None:
+def save_sample_grid(ema: UNet, schedule: NoiseSchedule, path: Path) -> None:
     """Four samples of each digit from the EMA weights, with the default sampler settings."""
     pipeline = Pipeline(ema, schedule, SamplingConfig())
     images = pipeline.generate(list(range(10)), samples_per_digit=4, seed=0)
     # Transposed so that each column is one digit.
-    save_png(grid(to_uint8(images).reshape(10, 4, 28, 28).transpose(1, 0, 2, 3).reshape(40, 28, 28), columns=10), path)
+    save_png(sample_grid(to_uint8(images), num_digits=10), path)
 
 
 class StopRequest:
@@ -240,7 +240,7 @@ def train(args) -> None:
         if stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps:
             save(step)
         if is_main and (end_of_epoch or step == total_steps):
-            sample_grid(ema, schedule, run_dir / f"samples_epoch{epoch + 1:03d}.png")
+            save_sample_grid(ema, schedule, run_dir / f"samples_epoch{epoch + 1:03d}.png")
         if stop_now:
             progress.close()
             if is_main:

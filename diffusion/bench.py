@@ -10,8 +10,7 @@ import time
 import torch
 
 from . import cli
-from .pipeline import Pipeline
-from .sample import DEFAULT_WEIGHTS
+from .pipeline import DEFAULT_WEIGHTS, Pipeline
 
 
 def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, **settings) -> list[float]:

@@ -23,8 +23,7 @@ from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import load_classifier, predict
 from .data import default_data_dir, load_mnist, to_model_range
 from .io import atomic_write
-from .pipeline import Pipeline
-from .sample import DEFAULT_WEIGHTS
+from .pipeline import DEFAULT_WEIGHTS, Pipeline
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

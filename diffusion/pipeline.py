@@ -3,6 +3,7 @@
     pipe = Pipeline.load("weights/mnist-diffusion.safetensors")
     images = pipe.generate(digits=[3, 7], samples_per_digit=4, seed=0)     # (8, 1, 28, 28) in [-1, 1]
     for step in pipe.sample_steps(digits=[3], seed=0): ...                 # stream the denoising
+    x_t, x0 = pipe.denoise_in_one_step(images, digits=[3], timestep=500)  # the forward process and back
 """
 
 import math
@@ -13,10 +14,11 @@ from typing import Iterator
 import torch
 
 from .io import WeightsError, load_safetensors, load_state, save_safetensors
-from .samplers import SAMPLERS, Step, classifier_free_guidance
+from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
 from .unet import UNet, UNetConfig
 
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist-diffusion.safetensors"
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE_SCALE = 100.0
 REQUIRED_METADATA = ("unet_config", "schedule_config", "sampling_config", "training")
@@ -84,16 +86,18 @@ class Pipeline:
         """The label of each generated image: digits in order, each repeated samples_per_digit times."""
         return torch.tensor(digits, dtype=torch.int64).repeat_interleave(samples_per_digit)
 
-    def _check(self, digits, guidance_scale, sampler, steps, seed, samples_per_digit) -> None:
+    def validate(self, digits, guidance_scale, seed, sampler=None, steps=None, samples_per_digit=1) -> None:
+        """Raise ValueError, saying what is allowed, for any setting this pipeline cannot sample with.
+        sampler and steps are checked when given."""
         num_classes = self.model.config.num_classes
         if not digits or not all(isinstance(d, int) and 0 <= d < num_classes for d in digits):
             raise ValueError(f"digits must be a non-empty list of integers from 0 to {num_classes - 1}, not {digits!r}")
         if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale)
                 and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
             raise ValueError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, not {guidance_scale!r}")
-        if sampler not in SAMPLERS:
+        if sampler is not None and sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-        if not (isinstance(steps, int) and 1 <= steps <= self.schedule.num_timesteps):
+        if steps is not None and not (isinstance(steps, int) and 1 <= steps <= self.schedule.num_timesteps):
             raise ValueError(f"steps must be an integer from 1 to {self.schedule.num_timesteps}, not {steps!r}")
         if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to 2^63-1, not {seed!r}")
@@ -112,7 +116,7 @@ class Pipeline:
         guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
         sampler = config.sampler if sampler is None else sampler
         steps = config.steps if steps is None else steps
-        self._check(digits, guidance_scale, sampler, steps, seed, samples_per_digit)
+        self.validate(digits, guidance_scale, seed, sampler, steps, samples_per_digit)
 
         labels = self.labels(digits, samples_per_digit).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -120,6 +124,29 @@ class Pipeline:
         x = torch.randn(shape, generator=generator, device=self.device)
         eps_fn = classifier_free_guidance(self.model, labels, float(guidance_scale), self.model.config.null_label)
         yield from SAMPLERS[sampler](eps_fn, x, self.schedule, self.schedule.timesteps(steps), generator)
+
+    @torch.inference_mode()
+    def denoise_in_one_step(self, images: torch.Tensor, digits: list[int], timestep: int, seed: int = 0,
+                            guidance_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise clean images (N, C, H, W) in [-1, 1] straight to `timestep` with the closed form
+        q(x_t | x_0) (Ho et al. eq. 4), then estimate x_0 back from x_t with one model call.
+
+        Returns (x_t, x0_estimate); digits are the images' labels, one per image.
+        """
+        guidance_scale = self.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
+        self.validate(digits, guidance_scale, seed)
+        if not (isinstance(timestep, int) and 0 <= timestep < self.schedule.num_timesteps):
+            raise ValueError(f"timestep must be an integer from 0 to {self.schedule.num_timesteps - 1}, not {timestep!r}")
+        if len(digits) != len(images):
+            raise ValueError(f"one digit per image: got {len(digits)} digits for {len(images)} images")
+        images = images.to(self.device)
+        labels = self.labels(digits).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        noise = torch.randn(images.shape, generator=generator, device=self.device)
+        x_t = self.schedule.q_sample(images, torch.full_like(labels, timestep), noise)
+        eps_fn = classifier_free_guidance(self.model, labels, float(guidance_scale), self.model.config.null_label)
+        alpha_bar = self.schedule.alphas_cumprod[timestep].item()
+        return x_t, predict_x0(x_t, eps_fn(x_t, timestep), alpha_bar)
 
     def generate(self, digits: list[int], **options) -> torch.Tensor:
         """Images (N, C, H, W) in [-1, 1], N = len(digits) * samples_per_digit; options as sample_steps."""

@@ -7,17 +7,15 @@ was asked to be. Options left out take the weights' recommended settings.
 """
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
 from . import cli
 from .io import atomic_write
-from .media import grid, save_gif, save_png, to_uint8, upscale
-from .pipeline import MAX_SEED, Pipeline
+from .media import sample_grid, save_gif, save_png, to_uint8, upscale
+from .pipeline import DEFAULT_WEIGHTS, MAX_SEED, Pipeline
 from .samplers import SAMPLERS
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist-diffusion.safetensors"
 GIF_SCALE = 4  # 28 px digits become 112 px, nearest neighbour
 
 
@@ -38,7 +36,7 @@ def main() -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     p.add_argument("--out", default="samples.npz", help="npz with images and labels")
-    p.add_argument("--grid", help="also write a PNG grid, one row per digit")
+    p.add_argument("--grid", help="also write a PNG grid, one column per digit")
     p.add_argument("--gif", help="also write an animated GIF of the denoising process")
     args = p.parse_args()
     if args.per_digit < 1:
@@ -51,7 +49,7 @@ def main() -> None:
     for step in pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler,
                                       steps=args.steps, seed=args.seed, samples_per_digit=args.per_digit):
         if args.gif:
-            frames.append(upscale(grid(to_uint8(step.x), columns=args.per_digit), GIF_SCALE))
+            frames.append(upscale(sample_grid(to_uint8(step.x), len(args.digits)), GIF_SCALE))
     images = to_uint8(step.x)
     labels = Pipeline.labels(args.digits, args.per_digit).numpy()
 
@@ -60,7 +58,7 @@ def main() -> None:
             np.savez_compressed(f, images=images, labels=labels)
     print(f"wrote {args.out}: {len(images)} images of digits {', '.join(map(str, args.digits))}")
     if args.grid:
-        save_png(upscale(grid(images, columns=args.per_digit), 2), args.grid)
+        save_png(upscale(sample_grid(images, len(args.digits)), 2), args.grid)
         print(f"wrote {args.grid}")
     if args.gif:
         save_gif(frames, args.gif)

@@ -129,3 +129,7 @@ def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps:
 
 
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpmpp": dpmpp_2m}
+
+# The step counts each sampler is meant for, (fewest, most, usual): the app's step slider
+# offers this range, and diffusion.bench measures the ends of it.
+STEP_RANGES = {"ddpm": (10, 1000, 1000), "ddim": (1, 250, 50), "dpmpp": (1, 50, 10)}

@@ -1,6 +1,9 @@
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,36 @@ def tiny_pipeline() -> Pipeline:
 @pytest.fixture(scope="session")
 def shipped_pipeline() -> Pipeline:
     return Pipeline.load(SHIPPED_WEIGHTS, device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited with status {process.returncode} before serving:\n{process.stdout.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"the app did not serve {url} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def served_app() -> str:
+    """`python app.py` started as a user starts it, on a free port; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    wait_until_serving(url, process)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)

@@ -1,10 +1,22 @@
+import base64
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from diffusion.media import grid, save_gif, save_png, to_uint8, upscale
+from diffusion.media import (
+    crisp_scale,
+    denoising_frame,
+    grid,
+    png_data_url,
+    sample_grid,
+    save_gif,
+    save_png,
+    to_uint8,
+    upscale,
+)
 
 
 def test_to_uint8_maps_the_model_range_to_bytes():
@@ -23,12 +35,10 @@ def test_grid_and_upscale():
 
 
 def test_gif_loops_and_holds_its_final_frame(tmp_path):
-    frames = [np.full((8, 8), v, np.uint8) for v in (0, 100, 200)]
+    frames = list(np.random.default_rng(0).integers(0, 256, (3, 8, 9), dtype=np.uint8))
     path = tmp_path / "a.gif"
     save_gif(frames, path, fps=20, hold_final_s=1.0)
-    decoded = iio.imread(path, index=None)
-    assert decoded.shape == (3, 8, 8, 3)
-    assert [int(frame.mean()) for frame in decoded] == [0, 100, 200]
+    np.testing.assert_array_equal(iio.imread(path, index=None), np.stack(frames))  # every grey level exact
     with Image.open(path) as gif:
         assert gif.info.get("loop") == 0
         gif.seek(2)
@@ -44,3 +54,32 @@ def test_png_round_trip(tmp_path):
     save_png(image, tmp_path / "a.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), image)
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left behind
+
+
+def test_sample_grid_puts_each_digit_in_a_column():
+    images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1)  # digits 0, 1, 2 with 2 samples each, digit-major
+    tiled = sample_grid(images, num_digits=3)
+    assert tiled.shape == (2 * 3 + 2, 3 * 3 + 2)
+    assert [tiled[2, 2], tiled[2, 5], tiled[2, 8], tiled[5, 2]] == [0, 2, 4, 1]  # row 0: sample 0 of each digit
+    assert sample_grid(images, num_digits=1).shape == (1 * 3 + 2, 6 * 3 + 2)  # one digit: its samples in a row
+
+
+def test_denoising_frame_shows_x_t_beside_x0():
+    x, x0 = torch.full((1, 1, 28, 28), -1.0), torch.ones(1, 1, 28, 28)
+    frame = denoising_frame(x, x0, num_digits=1)
+    assert frame.shape == (32, 32 + 4 + 32)
+    assert frame[2:30, 2:30].max() == 0  # x_t: black
+    assert set(frame[:, 32:36].ravel()) == {128}  # the grey bar
+    assert frame[2:30, 38:66].min() == 255  # x0: white
+
+
+def test_png_data_url_decodes_to_the_image():
+    image = np.random.default_rng(1).integers(0, 256, (5, 7), dtype=np.uint8)
+    url = png_data_url(image)
+    assert url.startswith("data:image/png;base64,")
+    np.testing.assert_array_equal(iio.imread(base64.b64decode(url.split(",", 1)[1])), image)
+
+
+def test_crisp_scale_is_a_whole_factor_of_at_least_two():
+    assert crisp_scale(32, target_width=320) == 10
+    assert crisp_scale(302, target_width=320) == 2

@@ -25,6 +25,9 @@ WORKDIR /app
 COPY weights/ weights/
 COPY diffusion/ diffusion/
 COPY app.py train.py ./
+# Readable by the app's user whatever the permissions in the build context (a checkout made
+# with umask 077 has files only root may read).
+RUN chmod -R a+rX /app
 USER app
 
 ENV GRADIO_SERVER_NAME=0.0.0.0 \

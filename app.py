@@ -21,6 +21,7 @@ import gradio as gr
 import numpy as np
 
 from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media
+from diffusion.pipeline import is_number
 
 SAMPLER_CHOICES = [("DPM-Solver++", "dpmpp"), ("DDIM", "ddim"), ("DDPM", "ddpm")]
 ALL_DIGITS = "all ten"
@@ -35,6 +36,7 @@ MAX_GIF_FRAMES = 100  # evenly spaced over the whole process
 MIN_GIF_SECONDS = 2.0  # short runs play slower, so each step can be seen
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 MAX_QUEUE_SIZE = 16  # waiting requests; more get Gradio's "Queue is full" message
+CACHE_TTL_S = 3600  # how long generated files stay downloadable
 # The browser scales 28 px digits up without blurring.
 CSS = ".pixelated img { image-rendering: pixelated; } #denoising img { width: 100%; max-width: 640px; }"
 GIF_WIDTH = 640  # about; GIF viewers smooth what they enlarge, so the GIF's frames are upscaled here
@@ -67,7 +69,13 @@ class Demo:
         self.output_dir = Path(output_dir)
 
     def check(self, digits: list[int], settings: dict) -> None:
-        """The library's checks and the demo's work cap, as messages the page shows."""
+        """The library's checks, the demo's ranges and its work cap, as messages the page shows.
+
+        The events take raw values (preprocess=False), so that this is the one place that
+        checks them: an API caller's "abc" or NaN gets the same clear message as anyone."""
+        guidance_scale = settings["guidance_scale"]
+        if not (is_number(guidance_scale) and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
+            raise gr.Error(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, not {guidance_scale!r}")
         with errors_shown_on_the_page():
             self.pipe.validate(digits, **settings)
         if not settings["samples_per_digit"] <= MAX_SAMPLES_PER_DIGIT:
@@ -81,6 +89,8 @@ class Demo:
                  randomize_seed: bool, samples_per_digit: int, progress=gr.Progress()):
         """Stream (live frame as a PNG data URL, final image, GIF, PNG, details, seed) while the digits emerge."""
         digits = digits_of(digit)
+        if not isinstance(randomize_seed, bool):
+            raise gr.Error(f"randomize_seed must be true or false, not {randomize_seed!r}")
         if randomize_seed:
             seed = random.randrange(2**32)
         settings = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps, "seed": seed,
@@ -153,9 +163,11 @@ def step_slider(sampler: str, pipe: Pipeline) -> gr.Slider:
     return gr.Slider(minimum=fewest, maximum=most, value=usual)
 
 
-def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE) -> gr.Blocks:
+def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s: int = CACHE_TTL_S) -> gr.Blocks:
     recommended = pipe.sampling_config
-    with gr.Blocks(title="MNIST diffusion", delete_cache=(600, 3600)) as app:
+    # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
+    delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
+    with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
         demo = Demo(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion")
         gr.Markdown("# Watch a digit emerge from noise\nA class-conditional diffusion model trained on MNIST. "
                     "Pick a digit and a guidance strength, press **Generate**, and watch the model denoise.")
@@ -166,10 +178,11 @@ def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE) -> gr.Blocks
                     guidance_scale = gr.Slider(0, MAX_GUIDANCE_SCALE, value=recommended.guidance_scale, step=0.1,
                                                label="Guidance scale", info="0 ignores the digit, 1 is plain conditional, "
                                                "higher pushes harder towards it", elem_id="guidance")
-                    sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler")
+                    sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")
                     # Built with the full range so API callers may use any sampler's range; the page
                     # narrows it to the chosen sampler's range on load and on every change.
-                    steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, label="Steps")
+                    steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, label="Steps",
+                                      elem_id="steps")
                     samples_per_digit = gr.Slider(1, MAX_SAMPLES_PER_DIGIT, value=1, step=1, label="Samples per digit")
                     with gr.Row():
                         seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
@@ -219,13 +232,13 @@ def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE) -> gr.Blocks
         sampler.change(slider_for, sampler, steps, queue=False, api_visibility="private")
         generating = generate.click(
             demo.generate, [digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit],
-            [frame, result, gif, png, details, seed], api_name="generate", concurrency_id="model")
+            [frame, result, gif, png, details, seed], api_name="generate", concurrency_id="model", preprocess=False)
         stop.click(None, cancels=[generating])
         compare.click(demo.compare_guidance, [compare_digit, compare_seed], gallery, api_name="compare_guidance",
-                      concurrency_id="model")
+                      concurrency_id="model", preprocess=False)
         gr.on([forward_tab.select, timestep.release, forward_digit.change, forward_seed.submit], demo.forward_process,
               [forward_digit, timestep, forward_seed], [clean, noisy, estimate, forward_details],
-              api_name="forward_process", concurrency_id="model", trigger_mode="always_last")
+              api_name="forward_process", concurrency_id="model", trigger_mode="always_last", preprocess=False)
     # One model on a few CPU cores: requests take turns rather than slow each other down.
     app.queue(max_size=max_queue_size, default_concurrency_limit=1)
     return app

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -30,7 +29,7 @@ from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.io import load_safetensors, save_safetensors
 from diffusion.media import sample_grid, save_png, to_uint8
 from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
-from diffusion.schedule import NoiseSchedule, ScheduleConfig
+from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss
 from diffusion.unet import UNet, UNetConfig
 
 # Arguments that do not change the trained weights; a resumed run may set them differently.
@@ -205,16 +204,10 @@ def train(args) -> None:
 
         # The step's randomness depends on (seed, step, rank) alone: an exact resume needs no RNG state.
         generator.manual_seed(args.seed * 1_000_003 + step * 1_009 + rank)
-        t = torch.randint(0, schedule.num_timesteps, (len(y),), device=device, generator=generator)
-        noise = torch.randn(x0.shape, device=device, generator=generator)
-        drop = torch.rand(len(y), device=device, generator=generator) < args.label_dropout
-        y = torch.where(drop, unet_config.null_label, y)
-        x_t = schedule.q_sample(x0, t, noise)
-
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args, total_steps)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda"):
-            loss = F.mse_loss(forward(x_t, t, y).float(), noise)  # the simple loss, Ho et al. eq. 14
+            loss = denoising_loss(forward, schedule, x0, y, generator, args.label_dropout, unet_config.null_label)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)

@@ -1,51 +1,267 @@
-"""How long does generation take? Prints medians over repeated runs, warm-up excluded.
+"""How fast is sampling, and how close to what this machine can do? Prints a table, writes JSON.
 
-    python -m diffusion.bench                                 # 10 digits, the recommended settings
-    python -m diffusion.bench --samplers dpmpp:10,ddim:50,ddpm:1000 --repeats 5
+    python -m diffusion.bench                      # each sampler at its usual step count; 1, 10, 64 digits
+    python -m diffusion.bench --quick              # fewer repeats and sizes, a smaller time budget
+    python -m diffusion.bench --samplers dpmpp:10,ddim:50 --out bench.json
+
+Every run uses classifier-free guidance: two noise predictions per image and step, in one
+batched forward pass. Each cell is timed after a warm-up run of the same batch shape, and
+reports the median and the range over its repeats; a cell whose single run would exceed the
+time budget is skipped (and says so). In the same run, for comparison: our model with
+1000-step DDPM, and diffusers' UNet2DModel at the size the Hugging Face diffusion course uses
+for class-conditional MNIST, driven by DPMSolverMultistepScheduler at the same step count as
+the first setting measured (by default the recommended one; needs `pip install diffusers`;
+speed only, so its weights are random).
 """
 
+import json
+import math
+import resource
 import statistics
+import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import cli
+from .io import atomic_write
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
+from .samplers import STEP_RANGES
+from .schedule import denoising_loss
+from .unet import UNet
 
 
-def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, **settings) -> list[float]:
-    """Seconds for each of `repeats` calls of pipeline.generate, after one warm-up call."""
-    pipeline.generate(digits, **settings)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, budget_s: float = math.inf,
+                    **settings) -> list[float]:
+    """Seconds for each of up to `repeats` calls of pipeline.generate, after a 2-step warm-up
+    call with the same batch (it sets up the kernels for that shape); no further run starts
+    once it would take the total past budget_s."""
+    pipeline.generate(digits, **{**settings, "steps": 2})
+    times = []
+    while len(times) < repeats and (not times or sum(times) + times[0] <= budget_s):
+        started = time.perf_counter()
+        pipeline.generate(digits, **settings)
+        synchronize(pipeline.device)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def time_first_step(pipeline: Pipeline, digits: list[int], repeats: int, **settings) -> list[float]:
+    """Seconds from asking for a stream of steps to holding the first one (what the app shows first)."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        pipeline.generate(digits, **settings)
+        step = next(iter(pipeline.sample_steps(digits, **settings)))
+        step.x.sum().item()  # waits for the device
         times.append(time.perf_counter() - started)
     return times
+
+
+def matmul_peak_flops(device: torch.device, size: int = 2048, seconds: float = 2.0) -> float:
+    """The best float32 matrix-multiply rate this device reaches, in FLOP/s: the yardstick."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started))
+    return best
+
+
+def forward_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
+    """FLOPs of one noise prediction for one image, counted by torch.utils.flop_counter."""
+    config = model.config
+    x = torch.randn(batch, config.image_channels, config.image_size, config.image_size, device=next(model.parameters()).device)
+    t, labels = torch.full((batch,), 500, device=x.device), torch.zeros(batch, dtype=torch.int64, device=x.device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, t, labels)
+    return counter.get_total_flops() / batch
+
+
+def training_images_per_s(pipeline: Pipeline, batch_size: int = 128, steps: int = 10) -> float:
+    """Training throughput: a fresh model of the same config, AdamW, the training loss, synthetic digits."""
+    device = pipeline.device
+    model = UNet(pipeline.model.config).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator(device).manual_seed(0)
+    x0 = torch.rand(batch_size, 1, 28, 28, device=device, generator=generator) * 2 - 1
+    labels = torch.randint(0, 10, (batch_size,), device=device, generator=generator)
+
+    def train_step():
+        loss = denoising_loss(model, pipeline.schedule, x0, labels, generator, 0.1, model.config.null_label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    train_step()  # warm-up
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    synchronize(device)
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def diffusers_course_seconds(device: torch.device, count: int, steps: int, guidance_scale: float,
+                             repeats: int) -> tuple[list[float], int] | None:
+    """The same job done the usual diffusers way: the Hugging Face diffusion course's
+    class-conditioned MNIST U-Net (class embedding as 4 extra input channels) with
+    DPMSolverMultistepScheduler and classifier-free guidance. Returns (seconds per run,
+    parameter count), or None without diffusers."""
+    try:
+        from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    class_embedding = torch.nn.Embedding(11, 4).to(device)  # 10 digits and a null class for guidance
+    unet = UNet2DModel(sample_size=28, in_channels=1 + 4, out_channels=1, layers_per_block=2,
+                       block_out_channels=(32, 64, 64),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")).to(device).eval()
+    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    labels = torch.tensor([d % 10 for d in range(count)] + [10] * count, device=device)
+
+    @torch.inference_mode()
+    def generate():
+        scheduler.set_timesteps(steps)
+        x = torch.randn(count, 1, 28, 28, device=device)
+        for t in scheduler.timesteps:
+            both = torch.cat([x, x])
+            condition = class_embedding(labels)[:, :, None, None].expand(-1, -1, 28, 28)
+            eps_cond, eps_uncond = unet(torch.cat([both, condition], dim=1), t).sample.chunk(2)
+            x = scheduler.step(eps_uncond + guidance_scale * (eps_cond - eps_uncond), t, x).prev_sample
+        synchronize(device)
+
+    generate()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        generate()
+        times.append(time.perf_counter() - started)
+    return times, sum(p.numel() for p in unet.parameters()) + class_embedding.weight.numel()
+
+
+def summary(times: list[float]) -> dict:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
 
 
 def main() -> None:
     p = cli.ArgumentParser(prog="python -m diffusion.bench", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--samplers", help="sampler:steps pairs, e.g. dpmpp:10,ddim:50 (default: recommended)")
-    p.add_argument("--guidance", type=float, help="default: recommended")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--samplers", type=cli.parse_samplers,
+                   help="sampler:steps pairs (default: each sampler at its usual step count)")
+    p.add_argument("--sizes", default=None, help="digits per run, e.g. 1,10,64 (default; --quick: 1,10)")
+    p.add_argument("--guidance", type=float, help="default: the weights' recommendation")
+    p.add_argument("--repeats", type=int, help="timed runs per cell (default 5; --quick: 3)")
+    p.add_argument("--budget", type=float, help="seconds one run of a cell may take (default 120; --quick: 20)")
+    p.add_argument("--quick", action="store_true", help="a first look in about a minute on a laptop CPU")
     p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
     args = p.parse_args()
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
+    repeats = (3 if args.quick else 5) if args.repeats is None else args.repeats
+    budget = (20.0 if args.quick else 120.0) if args.budget is None else args.budget
+    sizes = [int(s) for s in (args.sizes or ("1,10" if args.quick else "1,10,64")).split(",") if s.strip().isdigit()]
+    if repeats < 1 or budget <= 0 or not sizes or min(sizes) < 1:
+        p.error("--repeats, --budget and --sizes must be positive")
 
     pipeline = Pipeline.load(args.weights, device=args.device)
     recommended = pipeline.sampling_config
     guidance_scale = recommended.guidance_scale if args.guidance is None else args.guidance
-    samplers = cli.parse_samplers(args.samplers) if args.samplers else [(recommended.sampler, recommended.steps)]
-    print(f"device {pipeline.device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"10 digits (0-9), guidance {guidance_scale:g}, {args.repeats} timed runs after 1 warm-up")
+    default = (recommended.sampler, recommended.steps)
+    samplers = args.samplers or [default] + [(name, usual) for name, (_, _, usual) in STEP_RANGES.items()
+                                             if (name, usual) != default]
+    device = pipeline.device
+    print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"guidance {guidance_scale:g}; up to {repeats} timed runs per cell after a warm-up", flush=True)
+
+    flops_per_image = forward_flops_per_image(pipeline.model)
+    predictions_per_image = 1 if guidance_scale in (0, 1) else 2
+    # This machine's matmul rate, measured before and after the cells: the best of the two is
+    # the yardstick, so that a busy moment does not flatter the model's share of it.
+    peak_before = matmul_peak_flops(device)
+    cells, skipped = [], []
     for sampler, steps in samplers:
-        times = time_generation(pipeline, list(range(10)), args.repeats, sampler=sampler, steps=steps,
-                                guidance_scale=guidance_scale, seed=0)
-        print(f"{sampler:>6} {steps:>4} steps: median {statistics.median(times):.3f} s "
-              f"(min {min(times):.3f}, max {max(times):.3f})")
+        settings = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "seed": 0}
+        estimate_per_image = None
+        for count in sizes:
+            digits = [i % 10 for i in range(count)]
+            if estimate_per_image is not None and estimate_per_image * count > budget:
+                skipped.append(f"{sampler:>7} {steps:>5} {count:>6}   skipped: one run would take about "
+                               f"{estimate_per_image * count:.0f} s (--budget {budget:g})")
+                continue
+            print(f"measuring {sampler} {steps} steps, {count} digits", file=sys.stderr, flush=True)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times = time_generation(pipeline, digits, repeats, budget, **settings)
+            first = time_first_step(pipeline, digits, repeats, **settings)
+            estimate_per_image = statistics.median(times) / count
+            cell = {"sampler": sampler, "steps": steps, "digits": count, **summary(times),
+                    "images_per_s": count / statistics.median(times),
+                    "first_step_s": statistics.median(first),
+                    "flops_per_s": flops_per_image * predictions_per_image * count * steps / statistics.median(times)}
+            if device.type == "cuda":
+                cell["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            cells.append(cell)
+    peak_after = matmul_peak_flops(device)
+    peak = max(peak_before, peak_after)
+
+    print(f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s (best of {peak_before / 1e9:.0f} before and "
+          f"{peak_after / 1e9:.0f} after); model forward {flops_per_image / 1e6:.0f} MFLOP per image")
+    header = f"{'sampler':>7} {'steps':>5} {'digits':>6} {'median s':>9} {'min-max s':>13} {'img/s':>7} " \
+             f"{'first step ms':>13} {'GFLOP/s':>8} {'of peak':>7}"
+    print(header + "\n" + "-" * len(header))
+    for cell in cells:
+        cell["share_of_matmul_peak"] = cell["flops_per_s"] / peak
+        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6} {cell['median_s']:>9.3f} "
+              f"{cell['min_s']:>6.3f}-{cell['max_s']:<6.3f} {cell['images_per_s']:>7.1f} "
+              f"{1000 * cell['first_step_s']:>13.1f} {cell['flops_per_s'] / 1e9:>8.1f} "
+              f"{cell['share_of_matmul_peak']:>7.0%}")
+    if skipped:
+        print("\n".join(skipped))
+
+    def cell_for(sampler, steps, count):
+        return next((c for c in cells if (c["sampler"], c["steps"], c["digits"]) == (sampler, steps, count)), None)
+
+    # The comparisons are with the first setting measured: by default, the recommended one.
+    comparisons, (ours_sampler, ours_steps) = {}, samplers[0]
+    ours = cell_for(ours_sampler, ours_steps, 10)
+    ddpm = cell_for("ddpm", 1000, 10) or cell_for("ddpm", 1000, 1)
+    ours_at_ddpm_size = ddpm and cell_for(ours_sampler, ours_steps, ddpm["digits"])
+    if ours_at_ddpm_size:
+        comparisons["ddpm_1000_over_ours"] = ddpm["median_s"] / ours_at_ddpm_size["median_s"]
+        print(f"\n1000-step DDPM takes {comparisons['ddpm_1000_over_ours']:.0f}x as long as "
+              f"{ours_sampler}-{ours_steps} ({ddpm['digits']} digits).")
+    if ours:
+        result = diffusers_course_seconds(device, 10, ours_steps, guidance_scale, repeats)
+        if result is None:
+            print("diffusers is not installed (pip install diffusers): no comparison with it.")
+        else:
+            times, parameters = result
+            comparisons["diffusers"] = {**summary(times), "parameters": parameters, "steps": ours_steps}
+            comparisons["diffusers_over_ours"] = statistics.median(times) / ours["median_s"]
+            print(f"diffusers UNet2DModel ({parameters / 1e6:.2f}M parameters; ours "
+                  f"{sum(p.numel() for p in pipeline.model.parameters()) / 1e6:.2f}M) + DPMSolverMultistepScheduler, "
+                  f"{ours_steps} steps, 10 digits: median {statistics.median(times):.3f} s, "
+                  f"{comparisons['diffusers_over_ours']:.2f}x ours.")
+
+    train_rate = training_images_per_s(pipeline)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"training: {train_rate:.0f} images/s (batch 128); peak memory of this process: {peak_rss_mb:.0f} MB RSS")
+
+    results = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "python": sys.version.split()[0], "guidance_scale": guidance_scale,
+               "matmul_peak_flops_per_s": peak, "forward_flops_per_image": flops_per_image, "cells": cells,
+               "comparisons": comparisons, "training_images_per_s": train_rate, "peak_rss_mb": peak_rss_mb}
+    with atomic_write(args.out) as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.Tensor:
     """Indices of per_digit random examples of each digit."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.cat([torch.nonzero(labels == d).flatten()[torch.randperm(int((labels == d).sum()), generator=generator)[:per_digit]]
-                      for d in range(10)])
+    indices = [torch.nonzero(labels == d).flatten() for d in range(10)]
+    return torch.cat([of_digit[torch.randperm(len(of_digit), generator=generator)[:per_digit]] for of_digit in indices])
 
 
 def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, floor: float,
@@ -63,7 +63,8 @@ def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, f
         "frechet_distance": round(frechet_distance(features, reference_features), 3),
         "frechet_floor": round(floor, 3),
         "seconds_for_10_digits": round(statistics.median(time_generation(
-            pipeline, digits, 5 if steps <= 50 else 1, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=seed)), 3),
+            pipeline, digits, 5 if steps <= 50 else 1, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
+            seed=seed)), 3),
         "device": str(pipeline.device),
     }
 

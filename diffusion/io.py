@@ -26,9 +26,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # the permissions a plain open() would give, not mkstemp's 0600
     try:
         yield Path(tmp)
+        # The permissions a plain open() would give, not mkstemp's 0600; set after writing,
+        # since a writer may replace the file (safetensors does).
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -29,8 +29,16 @@ class SamplingConfig:
     """The settings a weights file recommends; `generate` uses them for what it is not told."""
 
     sampler: str = "dpmpp"
-    steps: int = 10
+    steps: int = 6
     guidance_scale: float = 1.5
+
+
+def is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not to us
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def best_device() -> torch.device:
@@ -90,18 +98,17 @@ class Pipeline:
         """Raise ValueError, saying what is allowed, for any setting this pipeline cannot sample with.
         sampler and steps are checked when given."""
         num_classes = self.model.config.num_classes
-        if not digits or not all(isinstance(d, int) and 0 <= d < num_classes for d in digits):
+        if not (isinstance(digits, (list, tuple)) and digits and all(is_integer(d) and 0 <= d < num_classes for d in digits)):
             raise ValueError(f"digits must be a non-empty list of integers from 0 to {num_classes - 1}, not {digits!r}")
-        if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale)
-                and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
+        if not (is_number(guidance_scale) and math.isfinite(guidance_scale) and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
             raise ValueError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, not {guidance_scale!r}")
-        if sampler is not None and sampler not in SAMPLERS:
+        if sampler is not None and not (isinstance(sampler, str) and sampler in SAMPLERS):
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-        if steps is not None and not (isinstance(steps, int) and 1 <= steps <= self.schedule.num_timesteps):
+        if steps is not None and not (is_integer(steps) and 1 <= steps <= self.schedule.num_timesteps):
             raise ValueError(f"steps must be an integer from 1 to {self.schedule.num_timesteps}, not {steps!r}")
-        if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to 2^63-1, not {seed!r}")
-        if not (isinstance(samples_per_digit, int) and samples_per_digit >= 1):
+        if not (is_integer(samples_per_digit) and samples_per_digit >= 1):
             raise ValueError(f"samples_per_digit must be a positive integer, not {samples_per_digit!r}")
 
     @torch.inference_mode()
@@ -135,7 +142,7 @@ class Pipeline:
         """
         guidance_scale = self.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
         self.validate(digits, guidance_scale, seed)
-        if not (isinstance(timestep, int) and 0 <= timestep < self.schedule.num_timesteps):
+        if not (is_integer(timestep) and 0 <= timestep < self.schedule.num_timesteps):
             raise ValueError(f"timestep must be an integer from 0 to {self.schedule.num_timesteps - 1}, not {timestep!r}")
         if len(digits) != len(images):
             raise ValueError(f"one digit per image: got {len(digits)} digits for {len(images)} images")

@@ -6,13 +6,14 @@ Its closed form (Ho et al. 2020, eq. 4) is what training and sampling use:
     q(x_t | x_0) = N(sqrt(alphas_cumprod[t]) * x_0, (1 - alphas_cumprod[t]) * I)
 
 where alphas_cumprod[t] = prod_{s<=t} (1 - beta_s) falls from about 1 (clean) to
-about 0 (pure noise).
+about 0 (pure noise). `denoising_loss` is the training objective built on it.
 """
 
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,16 @@ class NoiseSchedule:
         if not 1 <= steps <= T:
             raise ValueError(f"steps must be between 1 and {T}, not {steps}")
         return [round(T - i * T / steps) - 1 for i in range(steps)]
+
+
+def denoising_loss(predict_noise, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
+                   generator: torch.Generator, label_dropout: float, null_label: int) -> torch.Tensor:
+    """The simple loss (Ho et al. eq. 14): noise clean images x0 to random timesteps and
+    score predict_noise(x_t, t, labels) against the noise. A share label_dropout of the labels
+    becomes null_label, so the same model also learns the unconditional prediction that
+    classifier-free guidance needs (Ho & Salimans 2022)."""
+    t = torch.randint(0, schedule.num_timesteps, (len(labels),), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+    dropped = torch.rand(len(labels), device=x0.device, generator=generator) < label_dropout
+    labels = torch.where(dropped, null_label, labels)
+    return F.mse_loss(predict_noise(schedule.q_sample(x0, t, noise), t, labels).float(), noise)

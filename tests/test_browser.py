@@ -46,31 +46,37 @@ def browser():
         browser.close()
 
 
-def test_a_digit_emerges_live_and_the_gif_downloads(browser, served_app, tmp_path):
+def test_a_digit_emerges_live_and_the_gif_downloads(browser, served_app, tmp_path, capsys):
+    from playwright.sync_api import expect
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(served_app)
     page.locator("#digit").get_by_label("7", exact=True).check()
     page.locator("#guidance input[type=range]").fill("3")
     assert page.locator("#guidance input[type=number]").input_value() == "3"
+    # DDIM's 50 steps give the stream time to show many frames; the step slider follows the sampler.
+    page.locator("#sampler").get_by_label("DDIM", exact=True).check()
+    expect(page.locator("#steps input[type=number]")).to_have_value("50")
     page.evaluate(RECORD_FRAMES)
 
     page.locator("#generate").click()
     page.locator("#gif a").first.wait_for(timeout=60_000)
     details = page.get_by_text("Digit 7,").inner_text()
+    assert "DDIM, 50 steps" in details
     frames_seen, clicked_at = page.evaluate("[window.framesSeen, window.clickedAt]")
 
     assert "guidance 3" in details
     assert len(frames_seen) >= 3, f"expected at least 3 distinct streamed frames on screen, saw {len(frames_seen)}"
-    print(f"\nfirst streamed frame on screen {frames_seen[0][0] - clicked_at:.0f} ms after clicking Generate; "
-          f"{len(frames_seen)} distinct frames seen; {details}")
+    with capsys.disabled():
+        print(f"\nbrowser: first streamed frame on screen {frames_seen[0][0] - clicked_at:.0f} ms after clicking "
+              f"Generate; {len(frames_seen)} distinct frames seen; {details}")
 
     with page.expect_download() as download:
         page.locator("#gif a").first.click()
     gif_path = tmp_path / download.value.suggested_filename
     download.value.save_as(gif_path)
-    assert gif_path.name.startswith("mnist-digit-7_dpmpp-10-steps_guidance-3_seed-")
+    assert gif_path.name.startswith("mnist-digit-7_ddim-50-steps_guidance-3_seed-")
     gif = iio.imread(gif_path, index=None)
-    assert gif.ndim == 3 and len(gif) > 1, "the GIF should hold the whole process"
+    assert gif.ndim == 3 and len(gif) == 50, "the GIF should hold the whole process, a frame per step"
 
     screenshot = tmp_path / "app.png"
     page.screenshot(path=screenshot, full_page=True)

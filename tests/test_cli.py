@@ -46,7 +46,25 @@ def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root
     assert "| dpmpp | 4 | 1.5 |" in (tmp_path / "t.md").read_text()
 
 
-def test_bench_prints_a_median(tmp_path):
-    result = run_script("-m", "diffusion.bench", "--samplers", "ddim:2", "--repeats", "2")
+def test_bench_measures_each_cell_and_compares(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script("-m", "diffusion.bench", "--samplers", "dpmpp:2,ddpm:50", "--sizes", "1,10", "--repeats", "2",
+                        "--budget", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "ddim    2 steps: median" in result.stdout
+    bench = json.loads(out.read_text())
+    cells = {(c["sampler"], c["steps"], c["digits"]): c for c in bench["cells"]}
+    assert set(cells) == {("dpmpp", 2, 1), ("dpmpp", 2, 10), ("ddpm", 50, 1)}  # ddpm-50 x 10 is over budget
+    assert "skipped: one run would take about" in result.stdout
+    for cell in cells.values():
+        assert 0 < cell["min_s"] <= cell["median_s"] <= cell["max_s"] and cell["runs"] >= 1
+        assert 0 < cell["first_step_s"] < cell["median_s"]
+        assert 0 < cell["share_of_matmul_peak"] < 2 and cell["images_per_s"] > 0
+    assert bench["forward_flops_per_image"] > 1e8 and bench["matmul_peak_flops_per_s"] > 1e9
+    assert bench["comparisons"]["diffusers_over_ours"] > 0 and bench["training_images_per_s"] > 0
+    assert "GFLOP/s" in result.stdout and "DPMSolverMultistepScheduler" in result.stdout
+    assert f"device {bench['device']}" in result.stdout
+
+
+def test_bench_refuses_bad_settings():
+    result = run_script("-m", "diffusion.bench", "--repeats", "0")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1

@@ -64,7 +64,8 @@ def wait_until_healthy(engine: Engine, name: str, timeout: float = 180) -> None:
         if status == "healthy":
             return
         if engine("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
-            pytest.fail(f"the container stopped:\n{engine('logs', name, check=False).stdout[-3000:]}")
+            logs = engine("logs", name, check=False)
+            pytest.fail(f"the container stopped:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
         time.sleep(1)
     pytest.fail(f"the container was not healthy within {timeout:.0f} s (last status {status!r})")
 

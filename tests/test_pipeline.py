@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -24,6 +25,9 @@ def test_weights_round_trip_with_metadata(tmp_path, tiny_pipeline):
     for name, tensor in tiny_pipeline.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
     assert torch.allclose(loaded.generate([1, 2], seed=5), tiny_pipeline.generate([1, 2], seed=5), atol=1e-5)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "readable as any file written by open() would be"
 
 
 def test_shipped_weights_carry_their_story(shipped_pipeline):

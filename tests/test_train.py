@@ -1,3 +1,4 @@
+import random
 import signal
 import subprocess
 import sys
@@ -19,36 +20,49 @@ def train_args(tmp_path, name, steps):
             "--out", str(tmp_path / f"{name}.safetensors")]
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root):
-    steps = 40
-    straight = run_script(*train_args(tmp_path, "straight", steps), "--data-dir", mnist_root)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, mnist_root):
+    """Weights from a run of STEPS steps that nothing interrupted."""
+    tmp_path = tmp_path_factory.mktemp("straight")
+    straight = run_script(*train_args(tmp_path, "straight", STEPS), "--data-dir", mnist_root)
     assert straight.returncode == 0, straight.stderr
+    assert (tmp_path / "straight" / "samples_epoch001.png").exists()
+    return tmp_path / "straight.safetensors"
 
-    # Interrupt a second run once its first checkpoint exists, then run the same command again.
-    args = [sys.executable, *train_args(tmp_path, "resumed", steps), "--data-dir", mnist_root]
+
+STEPS = 40
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, straight_run, stop):
+    # Stop a run at a random moment after its first checkpoint exists, then run the same command again.
+    args = [sys.executable, *train_args(tmp_path, "resumed", STEPS), "--data-dir", mnist_root]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "resumed" / "checkpoint.safetensors"
     deadline = time.time() + 120
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)
-    process.send_signal(signal.SIGINT)
+    time.sleep(random.uniform(0, 0.5))
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "run the same command to continue" in stdout
-    stopped_at = load_safetensors(checkpoint)[1]["step"]
-    assert 0 < stopped_at < steps
+    if stop == signal.SIGINT:
+        assert process.returncode == 130, stderr
+        assert "run the same command to continue" in stdout
+    else:
+        assert process.returncode == -signal.SIGKILL
+    stopped_at = load_safetensors(checkpoint)[1]["step"]  # checkpoints are written atomically: never half a file
+    assert 0 < stopped_at < STEPS
 
     resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"step {stopped_at} of {steps} (resumed" in resumed.stdout
+    assert f"step {stopped_at} of {STEPS} (resumed" in resumed.stdout
 
-    a, meta_a = load_safetensors(tmp_path / "straight.safetensors")
+    a, meta_a = load_safetensors(straight_run)
     b, meta_b = load_safetensors(tmp_path / "resumed.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    assert meta_a["training"]["steps"] == meta_b["training"]["steps"] == steps
-    assert (tmp_path / "straight" / "samples_epoch001.png").exists()
+    assert meta_a["training"]["steps"] == meta_b["training"]["steps"] == STEPS
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, mnist_root):

@@ -1,0 +1,179 @@
+"""Holding up: bad values through the public API, damaged weights, a browser that leaves,
+a full disk, and what the server must never do (pickle, serve other files, share)."""
+
+import json
+import math
+import re
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client
+from safetensors.torch import save_file
+
+import app
+
+from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, run_script
+
+GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "randomize_seed": False,
+        "samples_per_digit": 1}
+
+BAD_VALUES = [
+    ("digit", -1, "digit must be one of"),
+    ("digit", 10, "digit must be one of"),
+    ("digit", "x", "digit must be one of"),
+    ("digit", None, "digit must be one of"),
+    ("guidance_scale", math.nan, "guidance_scale must be a number from 0 to 10"),
+    ("guidance_scale", math.inf, "guidance_scale must be a number from 0 to 10"),
+    ("guidance_scale", -1, "guidance_scale must be a number from 0 to 10"),
+    ("guidance_scale", 1e9, "guidance_scale must be a number from 0 to 10"),
+    ("steps", 0, "steps must be an integer from 1 to 1000"),
+    ("steps", -5, "steps must be an integer from 1 to 1000"),
+    ("steps", 10**7, "steps must be an integer from 1 to 1000"),
+    ("seed", -2, "seed must be an integer from 0"),
+    ("seed", 2**70, "seed must be an integer from 0"),
+    ("seed", "abc", "seed must be an integer from 0"),
+    ("samples_per_digit", 0, "samples_per_digit must be a positive integer"),
+    ("samples_per_digit", 10**4, "samples per digit go from 1 to 8"),
+    ("sampler", "euler", "sampler must be one of"),
+]
+
+
+def join_queue(http: httpx.Client, api_name: str, inputs: dict) -> str:
+    """Send inputs to an endpoint as raw JSON, as any HTTP client can (NaN and Infinity included,
+    which gradio_client refuses to encode); returns the session whose events to read."""
+    config = http.get("config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    session = uuid.uuid4().hex
+    body = {"data": list(inputs.values()), "fn_index": fn_index, "session_hash": session, "event_data": None,
+            "trigger_id": None}
+    http.post("gradio_api/queue/join", content=json.dumps(body), headers={"content-type": "application/json"}
+              ).raise_for_status()
+    return session
+
+
+def events(http: httpx.Client, session: str):
+    with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                yield json.loads(line[len("data:"):])
+
+
+def generate_raw(url: str, inputs: dict) -> dict:
+    """The /generate endpoint's final message for these inputs."""
+    with httpx.Client(base_url=url, timeout=120) as http:
+        session = join_queue(http, "generate", inputs)
+        return next(message for message in events(http, session) if message["msg"] == "process_completed")
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES,
+                         ids=[f"{name}={value!r}" for name, value, _ in BAD_VALUES])
+def test_each_bad_value_gets_a_clear_error_and_the_next_request_is_served(served_app, name, value, message):
+    refused = generate_raw(served_app, {**GOOD, name: value})
+    assert not refused["success"] and message in refused["output"]["error"], refused
+    served = generate_raw(served_app, GOOD)
+    assert served["success"] and served["output"]["data"][2]["path"].endswith(".gif")
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "corrupt", "wrong shape"])
+def test_damaged_weights_stop_start_up_with_one_clear_line(tmp_path, damage):
+    path = tmp_path / "weights.safetensors"
+    if damage == "truncated":
+        path.write_bytes(SHIPPED_WEIGHTS.read_bytes()[:100_000])
+    elif damage == "corrupt":
+        path.write_bytes(b"\x00" * 100)
+    elif damage == "wrong shape":
+        with open(SHIPPED_WEIGHTS, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        metadata = header.pop("__metadata__")
+        save_file({name: torch.zeros(3) for name in header}, str(path), metadata)
+    result = run_script("app.py", "--weights", str(path), "--port", str(free_port()), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and str(path) in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def in_process_app(shipped_pipeline, monkeypatch):
+    """The app in this process, its model calls counted, so a test can see the work stop."""
+    model_calls = []
+    hook = shipped_pipeline.model.register_forward_hook(lambda *_: model_calls.append(time.monotonic()))
+    blocks = app.build_app(shipped_pipeline)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/", blocks, model_calls
+    blocks.close()
+    hook.remove()
+
+
+def wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
+    url, _, model_calls = in_process_app
+    with httpx.Client(base_url=url, timeout=30) as http:
+        session = join_queue(http, "generate", {**GOOD, "sampler": "ddpm", "steps": 1000})
+        for message in events(http, session):  # read until the first streamed frame arrives, then leave
+            if message["msg"] == "process_generating":
+                break
+    left_at = len(model_calls)
+    time.sleep(2)  # time for the server to notice the closed connection
+    stopped_at = len(model_calls)
+    time.sleep(2)
+    assert len(model_calls) == stopped_at, "the server kept computing for a browser that had left"
+    assert stopped_at < left_at + 200 < 1000, "the 1000-step run should stop soon after the browser leaves"
+    assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
+
+
+def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monkeypatch):
+    url, _, _ = in_process_app
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app.media, "save_gif", disk_full)
+    with pytest.raises(Exception, match="could not be saved for download .No space left on device.*out of disk space"):
+        Client(url, verbose=False).predict(**GOOD, api_name="/generate")
+    monkeypatch.undo()
+    assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
+
+
+def test_old_downloads_are_deleted(shipped_pipeline):
+    """Frames, GIFs and PNGs are pruned from Gradio's cache on a schedule: they cannot pile up."""
+    blocks = app.build_app(shipped_pipeline, cache_ttl_s=2)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(**GOOD, api_name="/generate")
+        gif = Path(blocks.GRADIO_CACHE) / "mnist-diffusion" / "mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-0_x1.gif"
+        assert gif.exists()
+        wait_for(lambda: not gif.exists(), timeout=15)
+    finally:
+        blocks.close()
+
+
+def test_no_pickle_anywhere():
+    """Weights are safetensors: no pickle files in the tree, and no code that could load one."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert tracked, "run the tests from a git checkout"
+    pickles = [f for f in tracked if f.endswith((".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"))]
+    assert not pickles
+    forbidden = re.compile(r"\b(import pickle|torch\.load\(|pickle\.loads?\(|cloudpickle|joblib\.load)")
+    offenders = [f for f in tracked if f.endswith(".py") and f != "tests/test_faults.py"
+                 and forbidden.search((ROOT / f).read_text())]
+    assert not offenders
+
+
+def test_only_the_cache_is_served_and_no_share_link(served_app):
+    for path in ["/etc/passwd", str(SHIPPED_WEIGHTS), str(ROOT / "app.py")]:
+        response = httpx.get(f"{served_app}gradio_api/file={path}", timeout=10)
+        assert response.status_code in (403, 404), (path, response.status_code)
+    assert "gradio.live" not in httpx.get(served_app, timeout=10).text

@@ -35,8 +35,8 @@ def test_validate_accepts_exactly_the_valid_settings(digits, guidance_scale, sam
     valid = (isinstance(digits, list) and len(digits) > 0 and all(integer(d) and 0 <= d <= 9 for d in digits)
              and type(guidance_scale) in (int, float) and math.isfinite(guidance_scale)
              and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE
-             and isinstance(sampler, str) and sampler in SAMPLERS
-             and integer(steps) and 1 <= steps <= T
+             and (sampler is None or isinstance(sampler, str) and sampler in SAMPLERS)  # None: not checked
+             and (steps is None or integer(steps) and 1 <= steps <= T)
              and integer(seed) and 0 <= seed <= MAX_SEED
              and integer(samples_per_digit) and samples_per_digit >= 1)
     try:

@@ -107,14 +107,14 @@ class Demo:
             if stream or step.index in gif_steps:
                 frame = media.denoising_frame(step.x, step.x0, len(digits))  # 1 px per pixel: small to send
             if step.index in gif_steps:
-                gif_frames.append(media.upscale(frame, media.crisp_scale(frame.shape[1], GIF_WIDTH)))
+                gif_frames.append(media.enlarge(frame, GIF_WIDTH))
             if stream:
                 last_update = time.perf_counter()
                 yield media.png_data_url(frame), None, None, None, f"step {step.index + 1} of {steps} (t = {step.timestep})", seed
         elapsed_s = time.perf_counter() - started
 
         grid = media.sample_grid(media.to_uint8(step.x), len(digits))
-        final = media.upscale(grid, media.crisp_scale(grid.shape[1]))
+        final = media.enlarge(grid)
         name = (f"mnist-{'digits-0-9' if len(digits) > 1 else f'digit-{digits[0]}'}_{sampler}-{steps}-steps"
                 f"_guidance-{guidance_scale:g}_seed-{seed}_x{samples_per_digit}")
         gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
@@ -138,7 +138,7 @@ class Demo:
             with errors_shown_on_the_page():
                 images = media.to_uint8(self.pipe.generate(digits, guidance_scale=guidance_scale, seed=seed))
             grid = media.sample_grid(images, len(digits))
-            pictures.append((media.upscale(grid, media.crisp_scale(grid.shape[1], 160)), f"guidance {guidance_scale:g}"))
+            pictures.append((media.enlarge(grid, 160), f"guidance {guidance_scale:g}"))
         return pictures
 
     def forward_process(self, digit: str, timestep: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -150,7 +150,7 @@ class Demo:
             noisy, estimate = self.pipe.denoise_in_one_step(clean, digits, timestep, seed=seed + 1)
         alpha_bar = self.pipe.schedule.alphas_cumprod[timestep].item()
         grids = [media.sample_grid(media.to_uint8(images), len(digits)) for images in (clean, noisy, estimate)]
-        pictures = [media.upscale(grid, media.crisp_scale(grid.shape[1], 256)) for grid in grids]
+        pictures = [media.enlarge(grid, 256) for grid in grids]
         details = (f"t = {timestep}: x_t = {alpha_bar ** 0.5:.3f} x_0 + {(1 - alpha_bar) ** 0.5:.3f} noise "
                    f"(alpha_bar = {alpha_bar:.3g})")
         return *pictures, details

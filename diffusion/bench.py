@@ -37,19 +37,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, budget_s: float = math.inf,
-                    **settings) -> list[float]:
-    """Seconds for each of up to `repeats` calls of pipeline.generate, after a 2-step warm-up
-    call with the same batch (it sets up the kernels for that shape); no further run starts
-    once it would take the total past budget_s."""
-    pipeline.generate(digits, **{**settings, "steps": 2})
+def timed_runs(run, repeats: int, budget_s: float = math.inf) -> list[float]:
+    """Seconds for each of up to `repeats` calls of run() (warm up first); no further run
+    starts once it would take the total past budget_s."""
     times = []
     while len(times) < repeats and (not times or sum(times) + times[0] <= budget_s):
         started = time.perf_counter()
-        pipeline.generate(digits, **settings)
-        synchronize(pipeline.device)
+        run()
         times.append(time.perf_counter() - started)
     return times
+
+
+def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, budget_s: float = math.inf,
+                    **settings) -> list[float]:
+    """Seconds for each of up to `repeats` calls of pipeline.generate (see timed_runs), after a
+    2-step warm-up call with the same batch, which sets up the kernels for that shape."""
+    pipeline.generate(digits, **{**settings, "steps": 2})
+
+    def run():
+        pipeline.generate(digits, **settings)
+        synchronize(pipeline.device)
+
+    return timed_runs(run, repeats, budget_s)
 
 
 def time_first_step(pipeline: Pipeline, digits: list[int], repeats: int, **settings) -> list[float]:
@@ -140,12 +149,7 @@ def diffusers_course_seconds(device: torch.device, count: int, steps: int, guida
         synchronize(device)
 
     generate()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        generate()
-        times.append(time.perf_counter() - started)
-    return times, sum(p.numel() for p in unet.parameters()) + class_embedding.weight.numel()
+    return timed_runs(generate, repeats), sum(p.numel() for p in unet.parameters()) + class_embedding.weight.numel()
 
 
 def summary(times: list[float]) -> dict:

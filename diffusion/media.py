@@ -46,6 +46,11 @@ def crisp_scale(width: int, target_width: int = 320) -> int:
     return max(2, target_width // width)
 
 
+def enlarge(image: np.ndarray, target_width: int = 320) -> np.ndarray:
+    """Upscale crisply (nearest neighbour) by the whole factor crisp_scale picks for target_width."""
+    return upscale(image, crisp_scale(image.shape[1], target_width))
+
+
 def denoising_frame(x: torch.Tensor, x0: torch.Tensor, num_digits: int) -> np.ndarray:
     """One frame of the denoising film, at 1 px per pixel: the noisy sample x_t beside the
     model's current estimate of the clean image x0, a grey bar between."""

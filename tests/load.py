@@ -37,7 +37,7 @@ def rss_mb(pid: int) -> float:
 
 def expected_image(pipe: Pipeline, digit: int, seed: int) -> np.ndarray:
     grid = media.sample_grid(media.to_uint8(pipe.generate([digit], seed=seed)), 1)
-    return media.upscale(grid, media.crisp_scale(grid.shape[1]))
+    return media.enlarge(grid)
 
 
 def run_users(url: str, users: int, requests: int, first_seed: int) -> list[tuple[str, float, int, int, str]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 
 from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media
 from diffusion.pipeline import is_number
@@ -31,18 +32,41 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_SAMPLES_PER_DIGIT = 8
 MAX_UI_SEED = 2**53 - 1  # the largest integer a browser's numbers hold exactly
 MAX_IMAGE_STEPS = 10_000  # images x steps in one request; 10 digits x 1000 DDPM steps is about 90 s on 2 CPU cores
-STREAM_EVERY_STEP_UP_TO = 100  # longer runs stream at most MAX_UPDATES_PER_S frames, so the browser keeps up
-MAX_UPDATES_PER_S = 20
-MAX_GIF_FRAMES = 100  # evenly spaced over the whole process
-MIN_GIF_SECONDS = 2.0  # short runs play slower, so each step can be seen
+PREVIEW_UPDATES_PER_S = 10  # the live preview while computing; the finished animation shows every frame
+MAX_ANIMATION_PIXELS = 16_000_000  # pixels of the downloadable GIF over all its frames: big grids get fewer frames
+PICTURE_SIZE = 480  # about, the longer side of the picture and the GIF, in whole-number upscales
+ROW_SIZE = 640  # about, the width of a row of the guidance comparison
+FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
+SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
 MAX_QUEUE_SIZE = 16  # waiting requests; more get Gradio's "Queue is full" message
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
-# The browser scales 28 px digits up without blurring.
-CSS = ".pixelated img { image-rendering: pixelated; } #denoising img { width: 100%; max-width: 640px; }"
-GIF_WIDTH = 640  # about; GIF viewers smooth what they enlarge, so the GIF's frames are upscaled here
-
-
+# The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
+CSS = """
+.picture img, .figures img { image-rendering: pixelated; display: block; max-width: 100%; height: auto; margin: 0 auto; }
+.picture .label, .figures figcaption { text-align: center; margin: 6px 0; }
+.picture .placeholder { min-height: 480px; display: flex; align-items: center; justify-content: center; opacity: 0.7; }
+.figures { display: flex; flex-wrap: wrap; justify-content: center; gap: 8px 24px; }
+.figures figure { margin: 0; max-width: 100%; }
+#guidance-rows figure { flex-basis: 100%; }
+#status { min-height: 1.5em; text-align: center; }
+#denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
+#gif .empty, #png .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before the first run */
+@media (max-width: 640px) { .gradio-container .main { padding-left: 12px !important; padding-right: 12px !important; } }
+"""
+# The live picture: one image, x_t above x0, with its labels outside it.
+PICTURE_TEMPLATE = """<div class="picture">${value ? `
+  <p class="label">x<sub>t</sub>: the noisy sample (top half)</p>
+  <img src="${value.src}" alt="${value.alt}" style="width: ${value.width}px">
+  <p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>` :
+  `<p class="placeholder">Press Generate to watch a digit emerge from noise.</p>`}</div>"""
+# Labelled pictures, side by side where they fit (one a row for the guidance scales).
+FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
+  <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
+  </figure>`).join("")}</div>"""
+# On a narrow screen the picture is below the controls: bring it into view when Generate is pressed.
+SHOW_PICTURE_ON_PHONES = """() => { if (window.innerWidth < 700)
+    document.querySelector("#status").scrollIntoView({behavior: "smooth", block: "start"}); }"""
 
 
 @contextmanager
@@ -62,12 +86,48 @@ def digits_of(choice: str) -> list[int]:
     return [int(choice)]
 
 
+def picture(frames: list[np.ndarray], alt: str) -> dict:
+    """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF),
+    sent inline at 1 px per pixel and shown at the whole-number scale of the downloadable GIF."""
+    scale = media.crisp_scale(frames[0].shape, PICTURE_SIZE)
+    src = media.png_data_url(frames[0]) if len(frames) == 1 else media.data_url(media.gif_bytes(frames), "image/gif")
+    return {"src": src, "width": frames[0].shape[1] * scale, "alt": alt}
+
+
+def figure(label: str, image: np.ndarray, size: int) -> dict:
+    """A labelled picture for FIGURES_TEMPLATE: sent at 1 px per pixel, shown crisply at the
+    whole-number scale that brings its longer side near `size`."""
+    return {"label": label, "src": media.png_data_url(image), "width": image.shape[1] * media.crisp_scale(image.shape, size)}
+
+
+def frame_budget(num_images: int, num_digits: int) -> int:
+    """The most frames an animation of this grid may have within MAX_ANIMATION_PIXELS."""
+    blank = torch.zeros(num_images, 1, 28, 28)
+    height, width = media.enlarge(media.denoising_frame(blank, blank, num_digits), PICTURE_SIZE).shape
+    return max(12, min(media.MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width)))
+
+
+class Run:
+    """One Generate as the page follows it: its settings, the animation's frames so far, and
+    whether Stop was pressed. The handlers share it through Demo.runs, by browser session."""
+
+    def __init__(self):
+        self.settings, self.digits, self.frames = None, [], []
+        self.step, self.steps, self.elapsed_s = 0, 0, 0.0
+        self.sample = None  # the latest step's sample: the final image once all steps are done
+        self.stop_requested = False
+
+
 class Demo:
     """The handlers behind the widgets: each turns widget values into library calls."""
 
-    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike):
+    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter):
         self.pipe = pipe
         self.output_dir = Path(output_dir)
+        self.clock = clock  # injectable, so that tests of the preview's pace need no real time
+        # The run each browser session follows, from Generate's click to the run's end; kept here
+        # rather than in a gr.State, whose heartbeat connection holds up the server's shutdown.
+        self.runs: dict[str | None, Run] = {}
 
     def check(self, digits: list[int], settings: dict) -> None:
         """The library's checks, the demo's ranges and its work cap, as messages the page shows.
@@ -87,8 +147,22 @@ class Demo:
                            "Ask for fewer samples or steps.")
 
     def generate(self, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int,
-                 randomize_seed: bool, samples_per_digit: int, progress=gr.Progress()):
-        """Stream (live frame as a PNG data URL, final image, GIF, PNG, details, seed) while the digits emerge."""
+                 randomize_seed: bool, samples_per_digit: int, request: gr.Request | None = None):
+        """Stream (picture, status, GIF, PNG, seed): a live preview while the digits emerge,
+        then the whole process as a looping animation, its GIF and the final PNG."""
+        session = request and request.session_hash
+        run = self.runs.get(session)
+        if run is None or run.settings is not None:  # not a fresh Run from Generate's click (an API call)
+            run = self.runs[session] = Run()
+        try:
+            yield from self.follow(run, digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit)
+        finally:
+            if self.runs.get(session) is run:
+                del self.runs[session]
+
+    def follow(self, run: Run, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int,
+               randomize_seed: bool, samples_per_digit: int):
+        """generate's work, with the Run that Stop can reach."""
         digits = digits_of(digit)
         if not isinstance(randomize_seed, bool):
             raise gr.Error(f"randomize_seed must be true or false, not {randomize_seed!r}")
@@ -97,51 +171,93 @@ class Demo:
         settings = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps, "seed": seed,
                     "samples_per_digit": samples_per_digit}
         self.check(digits, settings)
+        run.settings, run.digits, run.steps = settings, digits, steps
+        if run.stop_requested:  # Stop was pressed while this request waited for its turn
+            yield gr.skip(), "Stopped before it started.", gr.skip(), gr.skip(), gr.skip()
+            return
 
-        started = time.perf_counter()
-        gif_steps = set(np.linspace(0, steps - 1, min(steps, MAX_GIF_FRAMES)).round().astype(int).tolist())
-        gif_frames, last_update = [], 0.0
-        for step in self.pipe.sample_steps(digits, **settings):
-            progress((step.index + 1, steps), desc="denoising")
-            stream = steps <= STREAM_EVERY_STEP_UP_TO or time.perf_counter() - last_update >= 1 / MAX_UPDATES_PER_S
-            if stream or step.index in gif_steps:
-                frame = media.denoising_frame(step.x, step.x0, len(digits))  # 1 px per pixel: small to send
-            if step.index in gif_steps:
-                gif_frames.append(media.enlarge(frame, GIF_WIDTH))
-            if stream:
-                last_update = time.perf_counter()
-                yield media.png_data_url(frame), None, None, None, f"step {step.index + 1} of {steps} (t = {step.timestep})", seed
-        elapsed_s = time.perf_counter() - started
+        started = last_preview = self.clock()
+        max_frames = frame_budget(len(digits) * samples_per_digit, len(digits))
+        animation = media.animation_samples(self.pipe.sample_steps(digits, **settings), steps,
+                                            min(media.MIN_FRAMES, max_frames), max_frames)
+        for step, samples in animation:
+            run.frames += [media.denoising_frame(x, step.x0, len(digits)) for x in samples]
+            run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
+            if run.stop_requested:
+                if not samples:  # the animation ends where the run stopped
+                    run.frames.append(media.denoising_frame(step.x, step.x0, len(digits)))
+                break
+            now = self.clock()
+            if run.step < steps and (run.step == 1 or now - last_preview >= 1 / PREVIEW_UPDATES_PER_S):
+                last_preview = now
+                preview = [media.denoising_frame(step.x, step.x0, len(digits))]
+                yield picture(preview, f"step {run.step} of {steps}"), self.progress(run), None, None, seed
+        if run.step < steps:
+            status = (f"Stopped at step {run.step} of {steps} ({run.elapsed_s:.1f} s); "
+                      "the animation shows the steps made.")
+        else:
+            status = f"{self.describe(run)}: made in {run.elapsed_s:.2f} s on {self.pipe.device.type}"
+        yield *self.result(run, status), seed
 
-        grid = media.sample_grid(media.to_uint8(step.x), len(digits))
-        final = media.enlarge(grid)
-        name = (f"mnist-{'digits-0-9' if len(digits) > 1 else f'digit-{digits[0]}'}_{sampler}-{steps}-steps"
-                f"_guidance-{guidance_scale:g}_seed-{seed}_x{samples_per_digit}")
+    @staticmethod
+    def progress(run: Run) -> str:
+        return f"Step {run.step} of {run.steps} · {run.elapsed_s:.1f} s"
+
+    def describe(self, run: Run) -> str:
+        settings, digits = run.settings, run.digits
+        sampler_name = {value: label for label, value in SAMPLER_CHOICES}[settings["sampler"]]
+        return (f"{'Digits 0-9' if len(digits) > 1 else f'Digit {digits[0]}'} · {sampler_name}, {settings['steps']} steps"
+                f" · guidance {settings['guidance_scale']:g} · seed {settings['seed']}"
+                f" · {settings['samples_per_digit']} sample{'s' if settings['samples_per_digit'] > 1 else ''} per digit")
+
+    def result(self, run: Run, status: str) -> tuple[dict, str, str, str]:
+        """(picture, status, GIF path, PNG path) for a finished or stopped run: the animation of
+        its frames plays in the page and downloads as the same GIF; the PNG is its latest sample
+        (the final image, unless stopped)."""
+        settings, digits, frames = run.settings, run.digits, list(run.frames)
+        stopped = "" if run.step == run.steps else f"_stopped-at-step-{run.step}"
+        name = (f"mnist-{'digits-0-9' if len(digits) > 1 else f'digit-{digits[0]}'}_{settings['sampler']}"
+                f"-{settings['steps']}-steps_guidance-{settings['guidance_scale']:g}_seed-{settings['seed']}"
+                f"_x{settings['samples_per_digit']}{stopped}")
         gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
+        final = media.sample_grid(media.to_uint8(run.sample), len(digits))
+        scale = media.crisp_scale(frames[0].shape, PICTURE_SIZE)
         try:
-            media.save_gif(gif_frames, gif_path, fps=min(MAX_UPDATES_PER_S, len(gif_frames) / MIN_GIF_SECONDS))
-            media.save_png(final, png_path)
+            media.save_gif([media.upscale(frame, scale) for frame in frames], gif_path)
+            media.save_png(media.enlarge(final, PICTURE_SIZE), png_path)
         except OSError as e:
             raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
                            "the server may be out of disk space") from None
-        sampler_name = {value: label for label, value in SAMPLER_CHOICES}[sampler]
-        details = (f"**{'Digits 0-9' if len(digits) > 1 else f'Digit {digits[0]}'}**, {sampler_name}, {steps} steps, "
-                   f"guidance {guidance_scale:g}, seed {seed}, {samples_per_digit} per digit: "
-                   f"{elapsed_s:.2f} s on {self.pipe.device.type}")
-        yield media.png_data_url(frame), final, str(gif_path), str(png_path), details, seed
+        return picture(frames, f"the denoising of {self.describe(run)}"), status, str(gif_path), str(png_path)
 
-    def compare_guidance(self, digit: str, seed: int) -> list[tuple[np.ndarray, str]]:
-        """The same seed at several guidance scales, for the gallery: what the slider does."""
+    def start(self, request: gr.Request | None = None):
+        """Generate pressed: a fresh Run for this session to follow, and Stop becomes the live button."""
+        self.runs[request and request.session_hash] = Run()
+        return "Waiting for the model…", gr.Button(interactive=False), gr.Button(interactive=True, variant="stop")
+
+    def stop(self, request: gr.Request | None = None) -> gr.Button:
+        """Stop pressed: the session's run ends after its current step, and its own stream shows
+        the animation so far (a separate answer could arrive before the stream's last update)."""
+        run = self.runs.get(request and request.session_hash)
+        if run is not None:
+            run.stop_requested = True
+        return gr.Button(interactive=False, variant="secondary")
+
+    def compare_guidance(self, digit: str, seed: int):
+        """The same seed at each guidance scale, a labelled row each, streamed row by row: what
+        the slider does. One digit gets several samples a row, to show how alike they are."""
         digits = digits_of(digit)
-        pictures = []
+        samples_per_digit = 1 if len(digits) > 1 else SAMPLES_COMPARED_OF_ONE_DIGIT
+        rows = []
         for guidance_scale in GUIDANCE_SCALES_COMPARED:
             with errors_shown_on_the_page():
-                images = media.to_uint8(self.pipe.generate(digits, guidance_scale=guidance_scale, seed=seed))
-            grid = media.sample_grid(images, len(digits))
-            pictures.append((media.enlarge(grid, 160), f"guidance {guidance_scale:g}"))
-        return pictures
+                images = self.pipe.generate(digits, guidance_scale=guidance_scale, seed=seed,
+                                            samples_per_digit=samples_per_digit)
+            rows.append(figure(f"guidance {guidance_scale:g}", media.sample_grid(media.to_uint8(images), len(digits)),
+                               ROW_SIZE))
+            yield list(rows)  # a copy: each update shows the rows made so far
 
-    def forward_process(self, digit: str, timestep: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def forward_process(self, digit: str, timestep: int, seed: int) -> tuple[list[dict], str]:
         """A generated digit x_0, noised to x_t in closed form, and the model's one-step guess of x_0."""
         digits = digits_of(digit)
         with errors_shown_on_the_page():
@@ -149,11 +265,13 @@ class Demo:
             # seed + 1: the noise must be fresh, and the seed's first draw was the x_T that `clean` came from.
             noisy, estimate = self.pipe.denoise_in_one_step(clean, digits, timestep, seed=seed + 1)
         alpha_bar = self.pipe.schedule.alphas_cumprod[timestep].item()
-        grids = [media.sample_grid(media.to_uint8(images), len(digits)) for images in (clean, noisy, estimate)]
-        pictures = [media.enlarge(grid, 256) for grid in grids]
+        labels = ("x_0: a generated digit", f"x_t: noised to t = {timestep} in one step",
+                  "the model's estimate of x_0 from x_t")
+        figures = [figure(label, media.sample_grid(media.to_uint8(images), len(digits)), FORWARD_SIZE)
+                   for label, images in zip(labels, (clean, noisy, estimate))]
         details = (f"t = {timestep}: x_t = {alpha_bar ** 0.5:.3f} x_0 + {(1 - alpha_bar) ** 0.5:.3f} noise "
                    f"(alpha_bar = {alpha_bar:.3g})")
-        return *pictures, details
+        return figures, details
 
 
 def step_slider(sampler: str, pipe: Pipeline) -> gr.Slider:
@@ -164,82 +282,110 @@ def step_slider(sampler: str, pipe: Pipeline) -> gr.Slider:
     return gr.Slider(minimum=fewest, maximum=most, value=usual)
 
 
-def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s: int = CACHE_TTL_S) -> gr.Blocks:
+def seed_box(randomize_seed: bool) -> gr.Number:
+    """The seed box is shown only while Random seed is off. Each run writes its seed into it, so
+    it starts at the seed of the picture on the page: Generate then makes that picture again."""
+    return gr.Number(visible=not randomize_seed)
+
+
+def idle():
+    return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary")
+
+
+def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]:
     recommended = pipe.sampling_config
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="digit")
+            guidance_scale = gr.Slider(0, MAX_GUIDANCE_SCALE, value=recommended.guidance_scale, step=0.1,
+                                       label="Guidance scale", info="0 ignores the digit, 1 is plain conditional, "
+                                       "higher pushes harder towards it", elem_id="guidance")
+            sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")
+            # Built with the full range so API callers may use any sampler's range; the page
+            # narrows it to the chosen sampler's range on load and on every change.
+            steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, label="Steps",
+                              elem_id="steps")
+            samples_per_digit = gr.Slider(1, MAX_SAMPLES_PER_DIGIT, value=1, step=1, label="Samples per digit",
+                                          elem_id="samples")
+            randomize_seed = gr.Checkbox(True, label="Random seed", elem_id="random-seed",
+                                         info="Each run picks a new seed, shown above the picture. Untick to "
+                                              "choose one: it starts at the picture's, to make that picture again.")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed", visible=False,
+                             elem_id="seed")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="stop")
+            gr.Markdown(f"One request may take up to {MAX_IMAGE_STEPS:,} image-steps (digits x samples x steps).")
+        with gr.Column(scale=2):
+            status = gr.Markdown(elem_id="status")
+            # The picture travels inline, as a data URL: each update shows at once, with no second
+            # request that the next update could overtake (a gr.Image would serve it as a file).
+            live = gr.HTML(html_template=PICTURE_TEMPLATE, elem_id="denoising", min_height=200)
+            gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "
+                        "steps follow that step's own prediction (no extra model calls).")
+            with gr.Row():
+                gif = gr.File(label="Animation (GIF)", elem_id="gif")
+                png = gr.File(label="Final image (PNG)", elem_id="png")
+
+    quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    sampler.change(partial(step_slider, pipe=pipe), sampler, steps, **quiet)
+    randomize_seed.change(seed_box, randomize_seed, seed, **quiet)
+    started = generate.click(demo.start, None, [status, generate, stop], js=SHOW_PICTURE_ON_PHONES, **quiet)
+    generating = started.then(
+        demo.generate, [digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit],
+        [live, status, gif, png, seed], api_name="generate", concurrency_id="model", preprocess=False,
+        show_progress="hidden")
+    generating.then(idle, None, [generate, stop], **quiet)
+    stop.click(demo.stop, None, stop, **quiet)
+    return sampler, steps
+
+
+def build_guidance_tab(demo: Demo) -> None:
+    gr.Markdown("The same seed at several guidance scales: the starting noise is identical, only the "
+                "guidance scale changes. At 0 the model ignores the digit you asked for; the higher the "
+                "scale, the surer the digit and the more alike the samples.")
+    with gr.Row():
+        digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="compare-digit")
+        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
+    compare = gr.Button("Compare", variant="primary", elem_id="compare")
+    rows = gr.HTML(html_template=FIGURES_TEMPLATE, elem_id="guidance-rows")
+    compare.click(demo.compare_guidance, [digit, seed], rows, api_name="compare_guidance", concurrency_id="model",
+                  preprocess=False, show_progress="hidden")
+
+
+def build_forward_tab(demo: Demo, pipe: Pipeline) -> tuple:
+    gr.Markdown("Training adds noise in one closed-form step, q(x_t | x_0); the model learns to undo it. "
+                "Move t to noise a generated digit, and see the model's one-step estimate of the clean digit.")
+    with gr.Row():
+        digit = gr.Radio(DIGIT_CHOICES[:-1], value="3", label="Digit")
+        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
+    timestep = gr.Slider(0, pipe.schedule.num_timesteps - 1, value=500, step=1, label="Timestep t")
+    details = gr.Markdown()
+    figures = gr.HTML(html_template=FIGURES_TEMPLATE, elem_id="forward-figures")
+    return digit, timestep, seed, [figures, details]
+
+
+def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s: int = CACHE_TTL_S,
+              clock=time.perf_counter) -> gr.Blocks:
     # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
-        demo = Demo(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion")
+        demo = Demo(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
         gr.Markdown("# Watch a digit emerge from noise\nA class-conditional diffusion model trained on MNIST. "
                     "Pick a digit and a guidance strength, press **Generate**, and watch the model denoise.")
-        with gr.Tab("Generate"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="digit")
-                    guidance_scale = gr.Slider(0, MAX_GUIDANCE_SCALE, value=recommended.guidance_scale, step=0.1,
-                                               label="Guidance scale", info="0 ignores the digit, 1 is plain conditional, "
-                                               "higher pushes harder towards it", elem_id="guidance")
-                    sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")
-                    # Built with the full range so API callers may use any sampler's range; the page
-                    # narrows it to the chosen sampler's range on load and on every change.
-                    steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, label="Steps",
-                                      elem_id="steps")
-                    samples_per_digit = gr.Slider(1, MAX_SAMPLES_PER_DIGIT, value=1, step=1, label="Samples per digit")
-                    with gr.Row():
-                        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
-                        randomize_seed = gr.Checkbox(True, label="Random seed", info="a fresh seed each time, shown here")
-                    with gr.Row():
-                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                        stop = gr.Button("Stop", variant="stop")
-                    gr.Markdown(f"One request may take up to {MAX_IMAGE_STEPS:,} image-steps "
-                                "(digits x samples x steps).")
-                with gr.Column(scale=2):
-                    # The frame travels inline, as a data URL: each update shows at once, with no second
-                    # request that the next update could overtake (a gr.Image would serve it as a file).
-                    frame = gr.HTML(html_template='${value ? `<img src="${value}" alt="denoising frame">` : ""}',
-                                    label="Denoising: the noisy x_t (left) and the model's guess of the clean digit "
-                                    "x_0 (right)", show_label=True, container=True, min_height=180,
-                                    elem_id="denoising", elem_classes="pixelated")
-                    details = gr.Markdown()
-                    result = gr.Image(label="Result", format="png", elem_classes="pixelated", buttons=["download"],
-                                      elem_id="result")
-                    with gr.Row():
-                        gif = gr.File(label="Animation (GIF)", elem_id="gif")
-                        png = gr.File(label="Final image (PNG)")
-        with gr.Tab("How guidance works"):
-            gr.Markdown("The same seed at several guidance scales: the starting noise is identical, only the "
-                        "guidance scale changes. At 0 the model ignores the digit you asked for.")
-            with gr.Row():
-                compare_digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit")
-                compare_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
-            compare = gr.Button("Compare", variant="primary")
-            gallery = gr.Gallery(label="Guidance scales", columns=len(GUIDANCE_SCALES_COMPARED), format="png",
-                                 elem_classes="pixelated")
-        with gr.Tab("Forward process") as forward_tab:
-            gr.Markdown("Training adds noise in one closed-form step, q(x_t | x_0); the model learns to undo it. "
-                        "Move t to noise a generated digit, and see the model's one-step estimate of the clean digit.")
-            with gr.Row():
-                forward_digit = gr.Radio(DIGIT_CHOICES[:-1], value="3", label="Digit")
-                forward_seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
-            timestep = gr.Slider(0, pipe.schedule.num_timesteps - 1, value=500, step=1, label="Timestep t")
-            forward_details = gr.Markdown()
-            with gr.Row():
-                clean = gr.Image(label="x_0: a generated digit", format="png", elem_classes="pixelated")
-                noisy = gr.Image(label="x_t: noised in one step", format="png", elem_classes="pixelated")
-                estimate = gr.Image(label="the model's estimate of x_0 from x_t", format="png", elem_classes="pixelated")
-
-        slider_for = partial(step_slider, pipe=pipe)
-        app.load(slider_for, sampler, steps, queue=False, api_visibility="private")
-        sampler.change(slider_for, sampler, steps, queue=False, api_visibility="private")
-        generating = generate.click(
-            demo.generate, [digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit],
-            [frame, result, gif, png, details, seed], api_name="generate", concurrency_id="model", preprocess=False)
-        stop.click(None, cancels=[generating])
-        compare.click(demo.compare_guidance, [compare_digit, compare_seed], gallery, api_name="compare_guidance",
-                      concurrency_id="model", preprocess=False)
-        gr.on([forward_tab.select, timestep.release, forward_digit.change, forward_seed.submit], demo.forward_process,
-              [forward_digit, timestep, forward_seed], [clean, noisy, estimate, forward_details],
-              api_name="forward_process", concurrency_id="model", trigger_mode="always_last", preprocess=False)
+        # "wrap": on a phone every tab keeps its visible label, instead of hiding in a "..." menu.
+        with gr.Tabs(overflow_behavior="wrap"):
+            with gr.Tab("Generate"):
+                sampler, steps = build_generate_tab(demo, pipe)
+            with gr.Tab("How guidance works"):
+                build_guidance_tab(demo)
+            with gr.Tab("Forward process") as forward_tab:
+                digit, timestep, seed, outputs = build_forward_tab(demo, pipe)
+        app.load(partial(step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
+                 api_visibility="private")
+        gr.on([forward_tab.select, timestep.release, digit.change, seed.submit], demo.forward_process,
+              [digit, timestep, seed], outputs, api_name="forward_process", concurrency_id="model",
+              trigger_mode="always_last", preprocess=False, show_progress="hidden")
     # One model on a few CPU cores: requests take turns rather than slow each other down.
     app.queue(max_size=max_queue_size, default_concurrency_limit=1)
     return app

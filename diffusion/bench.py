@@ -197,8 +197,8 @@ def main() -> None:
         for count in sizes:
             digits = [i % 10 for i in range(count)]
             if estimate_per_image is not None and estimate_per_image * count > budget:
-                skipped.append(f"{sampler:>7} {steps:>5} {count:>6}   skipped: one run would take about "
-                               f"{estimate_per_image * count:.0f} s (--budget {budget:g})")
+                skipped.append({"sampler": sampler, "steps": steps, "digits": count,
+                                "estimated_s": estimate_per_image * count})
                 continue
             print(f"measuring {sampler} {steps} steps, {count} digits", file=sys.stderr, flush=True)
             if device.type == "cuda":
@@ -227,8 +227,9 @@ def main() -> None:
               f"{cell['min_s']:>6.3f}-{cell['max_s']:<6.3f} {cell['images_per_s']:>7.1f} "
               f"{1000 * cell['first_step_s']:>13.1f} {cell['flops_per_s'] / 1e9:>8.1f} "
               f"{cell['share_of_matmul_peak']:>7.0%}")
-    if skipped:
-        print("\n".join(skipped))
+    for cell in skipped:
+        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6}   skipped: one run would take about "
+              f"{cell['estimated_s']:.0f} s (--budget {budget:g})")
 
     def cell_for(sampler, steps, count):
         return next((c for c in cells if (c["sampler"], c["steps"], c["digits"]) == (sampler, steps, count)), None)
@@ -262,6 +263,7 @@ def main() -> None:
     results = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": sys.version.split()[0], "guidance_scale": guidance_scale,
                "matmul_peak_flops_per_s": peak, "forward_flops_per_image": flops_per_image, "cells": cells,
+               "skipped": skipped,
                "comparisons": comparisons, "training_images_per_s": train_rate, "peak_rss_mb": peak_rss_mb}
     with atomic_write(args.out) as tmp:
         tmp.write_text(json.dumps(results, indent=2))

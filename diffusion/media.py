@@ -1,15 +1,33 @@
-"""From tensors to pictures: uint8 images, grids, crisp upscaling, PNGs and animated GIFs."""
+"""From tensors to pictures: uint8 images, grids, crisp upscaling, PNGs and animated GIFs.
+
+The denoising animation, shared by the app and the CLI:
+
+    frames = [denoising_frame(x, step.x0, num_digits=1)
+              for step, samples in animation_samples(pipe.sample_steps([3], steps=6), num_steps=6)
+              for x in samples]
+    save_gif(frames, "three.gif")      # x_t above x0, paced so that a person can follow it
+"""
 
 import base64
 import io
 import math
 import os
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .io import atomic_write
+from .samplers import Step, ddim_path
+
+# How the animation plays: short runs get in-between frames up to MIN_FRAMES, long runs are
+# shown at MAX_FRAMES evenly spaced steps; at FPS that is 3 to 6 seconds of motion, then the
+# final image is held.
+MIN_FRAMES = 48
+MAX_FRAMES = 100
+FPS = 16
+HOLD_FINAL_S = 1.5
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -41,22 +59,44 @@ def sample_grid(images: np.ndarray, num_digits: int) -> np.ndarray:
     return grid(by_sample, columns=num_digits)
 
 
-def crisp_scale(width: int, target_width: int = 320) -> int:
-    """The whole-number upscale factor that brings an image near target_width, at least 2."""
-    return max(2, target_width // width)
+def crisp_scale(shape: tuple[int, ...], target: int = 480) -> int:
+    """The whole-number upscale factor that brings an image's longer side near target, at least 2."""
+    return max(2, target // max(shape[:2]))
 
 
-def enlarge(image: np.ndarray, target_width: int = 320) -> np.ndarray:
-    """Upscale crisply (nearest neighbour) by the whole factor crisp_scale picks for target_width."""
-    return upscale(image, crisp_scale(image.shape[1], target_width))
+def enlarge(image: np.ndarray, target: int = 480) -> np.ndarray:
+    """Upscale crisply (nearest neighbour) by the whole factor crisp_scale picks for target."""
+    return upscale(image, crisp_scale(image.shape, target))
 
 
 def denoising_frame(x: torch.Tensor, x0: torch.Tensor, num_digits: int) -> np.ndarray:
-    """One frame of the denoising film, at 1 px per pixel: the noisy sample x_t beside the
-    model's current estimate of the clean image x0, a grey bar between."""
+    """One frame of the denoising animation, at 1 px per pixel: the noisy sample x_t above the
+    model's estimate of the clean image x0, a grey bar between."""
     noisy, clean = sample_grid(to_uint8(x), num_digits), sample_grid(to_uint8(x0), num_digits)
-    bar = np.full((noisy.shape[0], 4), 128, np.uint8)
-    return np.concatenate([noisy, bar, clean], axis=1)
+    bar = np.full((4, noisy.shape[1]), 128, np.uint8)
+    return np.concatenate([noisy, bar, clean], axis=0)
+
+
+def animation_samples(steps: Iterable[Step], num_steps: int, min_frames: int = MIN_FRAMES,
+                      max_frames: int = MAX_FRAMES) -> Iterator[tuple[Step, list[torch.Tensor]]]:
+    """The samples an animation of the denoising shows: for each of the sampler's steps, as it
+    comes (so a caller can stream), (step, the samples of its frames, often none).
+
+    The first frame is the starting noise x_T, the last the final image. A run of fewer than
+    min_frames steps gets frames in between its steps: samples on the DDIM path through each
+    step's own prediction (samplers.ddim_path), evenly spaced in signal amplitude
+    sqrt(alpha_bar), so they cost no model evaluations. A longer run is shown at up to
+    max_frames evenly spaced steps.
+    """
+    per_step = math.ceil(min_frames / num_steps) if num_steps < min_frames else 1
+    shown = set(np.linspace(0, num_steps - 1, min(num_steps, max_frames)).round().astype(int).tolist())
+    for step in steps:
+        samples = [step.x_t] if step.index == 0 else []
+        if step.index in shown:
+            start, end = math.sqrt(step.alpha_bar), math.sqrt(step.alpha_bar_next)
+            samples += [ddim_path(step, (start + (end - start) * k / per_step) ** 2) for k in range(1, per_step)]
+            samples.append(step.x)
+        yield step, samples
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -64,11 +104,15 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
+def data_url(data: bytes, mime_type: str) -> str:
+    """Bytes as a data: URL, which a web page shows without fetching anything more."""
+    return f"data:{mime_type};base64," + base64.b64encode(data).decode("ascii")
+
+
 def png_data_url(image: np.ndarray) -> str:
-    """A PNG as a data: URL, which a web page shows without fetching anything more."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_url(buffer.getvalue(), "image/png")
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
@@ -76,7 +120,7 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
         Image.fromarray(image).save(tmp, format="PNG")
 
 
-def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 20, hold_final_s: float = 1.0) -> None:
+def gif_bytes(frames: list[np.ndarray], fps: float = FPS, hold_final_s: float = HOLD_FINAL_S) -> bytes:
     """An animated GIF of uint8 grayscale frames that loops forever and holds its final frame
     for hold_final_s seconds."""
     if not frames:
@@ -91,6 +135,14 @@ def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 20,
         images.append(image)
     frame_ms = 1000 / fps
     durations = [round(frame_ms)] * (len(frames) - 1) + [round(max(frame_ms, 1000 * hold_final_s))]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
+                   optimize=False)
+    return buffer.getvalue()
+
+
+def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = FPS,
+             hold_final_s: float = HOLD_FINAL_S) -> None:
+    data = gif_bytes(frames, fps, hold_final_s)
     with atomic_write(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
-                       optimize=False)
+        tmp.write_bytes(data)

@@ -33,8 +33,11 @@ EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 class Step:
     index: int  # 0 .. len(timesteps) - 1
     timestep: int  # the timestep the model saw at this step
+    x_t: torch.Tensor  # the noisy sample the model saw at this step (the first step's is x_T)
     x: torch.Tensor  # the sample after this step; after the last step, the final image
-    x0: torch.Tensor  # the model's estimate of the clean image at this step
+    x0: torch.Tensor  # the model's estimate of the clean image, made from x_t
+    alpha_bar: float  # the noise level of x_t ...
+    alpha_bar_next: float  # ... and of x (1.0, clean, after the last step)
 
 
 def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int) -> EpsFn:
@@ -64,6 +67,18 @@ def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Te
     return ((x - math.sqrt(1 - alpha_bar) * eps) / math.sqrt(alpha_bar)).clamp(-1, 1)
 
 
+def ddim_path(step: Step, alpha_bar: float) -> torch.Tensor:
+    """The sample at noise level alpha_bar on the deterministic DDIM path through this step's
+    own prediction (Song et al. 2021, eq. 12 with eta = 0): x0 and the noise that matches it.
+
+    From step.alpha_bar (giving x_t back) to step.alpha_bar_next, this is what the model
+    predicted would lie between the step's two samples; for DDIM it ends exactly at step.x.
+    Animations use it for the frames in between two steps.
+    """
+    eps = (step.x_t - math.sqrt(step.alpha_bar) * step.x0) / math.sqrt(1 - step.alpha_bar)
+    return math.sqrt(alpha_bar) * step.x0 + math.sqrt(1 - alpha_bar) * eps
+
+
 def _alpha_bars(schedule: NoiseSchedule, timesteps: list[int]) -> list[tuple[float, float]]:
     """(alpha_bar, alpha_bar_next) for each step."""
     alpha_bars = schedule.alphas_cumprod[timesteps].tolist()
@@ -78,27 +93,29 @@ def ddpm(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: lis
     so any step count works; with all T timesteps this is exactly the original.
     """
     for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
-        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
+        x_t = x
+        x0 = predict_x0(x_t, eps_fn(x_t, t), alpha_bar)
         beta = 1 - alpha_bar / alpha_bar_next  # respaced beta_t
         # Posterior mean and variance, Ho et al. eq. 7.
-        mean = (math.sqrt(alpha_bar_next) * beta * x0 + math.sqrt(1 - beta) * (1 - alpha_bar_next) * x) / (1 - alpha_bar)
+        mean = (math.sqrt(alpha_bar_next) * beta * x0 + math.sqrt(1 - beta) * (1 - alpha_bar_next) * x_t) / (1 - alpha_bar)
         variance = beta * (1 - alpha_bar_next) / (1 - alpha_bar)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         x = mean + math.sqrt(variance) * noise  # Alg. 2, line 4
-        yield Step(i, t, x, x0)
+        yield Step(i, t, x_t, x, x0, alpha_bar, alpha_bar_next)
 
 
 def ddim(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
          generator: torch.Generator | None = None, eta: float = 0.0) -> Iterator[Step]:
     """DDIM (Song et al. 2021, eq. 12): eta = 0 is deterministic, eta = 1 matches DDPM's variance."""
     for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
-        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
-        eps = (x - math.sqrt(alpha_bar) * x0) / math.sqrt(1 - alpha_bar)  # the noise that matches the clipped x0
+        x_t = x
+        x0 = predict_x0(x_t, eps_fn(x_t, t), alpha_bar)
+        eps = (x_t - math.sqrt(alpha_bar) * x0) / math.sqrt(1 - alpha_bar)  # the noise that matches the clipped x0
         sigma = eta * math.sqrt((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next))  # eq. 16
         x = math.sqrt(alpha_bar_next) * x0 + math.sqrt(1 - alpha_bar_next - sigma**2) * eps  # eq. 12
         if sigma > 0:
             x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        yield Step(i, t, x, x0)
+        yield Step(i, t, x_t, x, x0, alpha_bar, alpha_bar_next)
 
 
 def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
@@ -111,7 +128,8 @@ def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps:
     """
     previous_x0, previous_h = None, None
     for i, (t, (alpha_bar, alpha_bar_next)) in enumerate(zip(timesteps, _alpha_bars(schedule, timesteps))):
-        x0 = predict_x0(x, eps_fn(x, t), alpha_bar)
+        x_t = x
+        x0 = predict_x0(x_t, eps_fn(x_t, t), alpha_bar)
         if alpha_bar_next == 1.0:
             x = x0
         else:
@@ -123,9 +141,9 @@ def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps:
             else:
                 r = previous_h / h
                 d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * previous_x0
-            x = (sigma_next / sigma) * x - alpha_next * math.expm1(-h) * d
+            x = (sigma_next / sigma) * x_t - alpha_next * math.expm1(-h) * d
             previous_x0, previous_h = x0, h
-        yield Step(i, t, x, x0)
+        yield Step(i, t, x_t, x, x0, alpha_bar, alpha_bar_next)
 
 
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpmpp": dpmpp_2m}

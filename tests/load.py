@@ -53,7 +53,7 @@ def run_users(url: str, users: int, requests: int, first_seed: int) -> list[tupl
             job = client.submit(digit=str(digit), seed=seed, randomize_seed=False, api_name="/generate")
             try:
                 result = job.result(timeout=REQUEST_TIMEOUT_S)
-                outcomes.append(("completed", time.perf_counter() - started, digit, seed, result[1]))
+                outcomes.append(("completed", time.perf_counter() - started, digit, seed, result[3]))  # the PNG
             except TimeoutError:
                 job.cancel()
                 outcomes.append(("lost", time.perf_counter() - started, digit, seed, "no answer in time"))

@@ -1,6 +1,7 @@
 """The Gradio app: its handlers called directly, then the running app through gradio_client."""
 
 import base64
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,70 +11,124 @@ import gradio as gr
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client
 
 import app
-from diffusion.media import crisp_scale, sample_grid, to_uint8, upscale
+from diffusion import media
+from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
 from .conftest import free_port, run_script
 
 
+class FakeClock:
+    """A clock that moves on by `tick` seconds each time it is read: the preview's pace, tested
+    without depending on how fast this machine computes. 1/64 s is exact in binary."""
+
+    def __init__(self, tick: float = 1 / 64):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 @pytest.fixture
 def demo(shipped_pipeline, tmp_path) -> app.Demo:
-    return app.Demo(shipped_pipeline, tmp_path)
+    return app.Demo(shipped_pipeline, tmp_path, clock=FakeClock(tick=1.0))  # a second a reading: every step previewed
 
 
 def decode(data_url: str) -> np.ndarray:
-    return iio.imread(base64.b64decode(data_url.split(",", 1)[1]))
+    return iio.imread(base64.b64decode(data_url.split(",", 1)[1]), index=None)
 
 
 def library_image(pipe, digits: list[int], **settings) -> np.ndarray:
-    """What the library gives for these settings, laid out and upscaled as the app shows it."""
-    grid = sample_grid(to_uint8(pipe.generate(digits, **settings)), len(digits))
-    return upscale(grid, crisp_scale(grid.shape[1]))
+    """What the library gives for these settings, laid out and upscaled as the app's PNG."""
+    return enlarge(sample_grid(to_uint8(pipe.generate(digits, **settings)), len(digits)), app.PICTURE_SIZE)
 
 
-def test_generate_streams_every_step_then_the_library_result(demo, shipped_pipeline):
+def top_half(frame: np.ndarray) -> np.ndarray:
+    """The x_t half of a denoising frame (x_t above a 4 px bar above x0)."""
+    return frame[: (frame.shape[0] - 4) // 2]
+
+
+def test_generate_previews_while_computing_then_plays_the_whole_process(demo, shipped_pipeline):
+    settings = {"guidance_scale": 2.0, "sampler": "ddim", "steps": 8, "seed": 11, "samples_per_digit": 2}
     updates = list(demo.generate("4", 2.0, "ddim", 8, 11, False, 2))
 
-    assert len(updates) == 8 + 1  # one update per step, then the final one
-    frames = [decode(update[0]) for update in updates[:-1]]
-    assert len({frame.tobytes() for frame in frames}) == 8, "each step should show a new frame"
-    assert all(update[1] is None for update in updates[:-1]), "the result appears only at the end"
-    frame, final, gif_path, png_path, details, seed = updates[-1]
-    expected = library_image(shipped_pipeline, [4], guidance_scale=2.0, sampler="ddim", steps=8, seed=11,
-                             samples_per_digit=2)
-    np.testing.assert_array_equal(final, expected)
+    # A preview after each step but the last (this clock says a second passed), then the result.
+    assert len(updates) == 7 + 1
+    previews = [decode(update[0]["src"]) for update in updates[:-1]]
+    assert len({preview.tobytes() for preview in previews}) == 7
+    assert [update[1] for update in updates[:-1]] == [f"Step {i} of 8 · {2 * i - 1:.1f} s" for i in range(1, 8)]
+    assert all(update[2] is None for update in updates[:-1]), "the downloads come at the end"
+
+    picture, status, gif_path, png_path, seed = updates[-1]
+    animation = decode(picture["src"])
+    # 8 steps, 6 frames each (5 in between, then the step's own sample), after the starting noise.
+    assert len(animation) == 1 + 8 * math.ceil(media.MIN_FRAMES / 8)
+    assert len({frame.tobytes() for frame in animation}) == len(animation), "every frame is new"
+    x_T = torch.randn((2, 1, 28, 28), generator=torch.Generator().manual_seed(11))
+    np.testing.assert_array_equal(top_half(animation[0]), sample_grid(to_uint8(x_T), 1))
+    final = library_image(shipped_pipeline, [4], **settings)
     np.testing.assert_array_equal(iio.imread(png_path), final)
+    np.testing.assert_array_equal(enlarge(top_half(animation[-1]), app.PICTURE_SIZE), final)
+    # The download is the same animation, upscaled as the page shows it.
     gif = iio.imread(gif_path, index=None)
-    scale = crisp_scale(frames[0].shape[1], app.GIF_WIDTH)
-    np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in frames]))
-    np.testing.assert_array_equal(decode(frame), frames[-1])
+    scale = media.crisp_scale(animation[0].shape, app.PICTURE_SIZE)
+    np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
+    assert picture["width"] == animation.shape[2] * scale
     assert Path(gif_path).name == "mnist-digit-4_ddim-8-steps_guidance-2_seed-11_x2.gif"
-    assert seed == 11
-    for setting in ("Digit 4", "DDIM", "8 steps", "guidance 2", "seed 11", "2 per digit"):
-        assert setting in details
+    assert seed == 11 and not demo.runs, "a finished run is forgotten"
+    for setting in ("Digit 4", "DDIM", "8 steps", "guidance 2", "seed 11", "2 samples per digit", "made in"):
+        assert setting in status
 
 
 def test_random_seed_is_shown_and_reproduces_the_result(demo):
-    *_, (_, final, _, _, _, seed) = demo.generate("all ten", 1.5, "dpmpp", 3, 0, True, 1)
-    assert isinstance(seed, int) and seed != 0
-    *_, (_, again, _, _, _, same_seed) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, False, 1)
+    *_, (_, status, _, png, seed) = demo.generate("all ten", 1.5, "dpmpp", 3, 0, True, 1)
+    assert isinstance(seed, int) and f"seed {seed} " in status
+    *_, (_, _, _, again, same_seed) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, False, 1)
     assert same_seed == seed
-    np.testing.assert_array_equal(again, final)
+    np.testing.assert_array_equal(iio.imread(again), iio.imread(png))
+    # The seed box (which each run writes its seed into) shows only while random is off.
+    assert app.seed_box(True).visible is False and app.seed_box(False).visible is True
 
 
-def test_long_runs_stream_throttled_while_the_gif_holds_the_whole_process(tiny_pipeline, tmp_path, monkeypatch):
-    monkeypatch.setattr(app, "STREAM_EVERY_STEP_UP_TO", 10)
-    monkeypatch.setattr(app, "MAX_GIF_FRAMES", 25)
-    updates = list(app.Demo(tiny_pipeline, tmp_path).generate("1", 1.5, "ddpm", 100, 0, False, 1))
-
-    # The tiny model takes about a millisecond a step, so at 20 updates a second most steps are not streamed.
-    assert 2 <= len(updates) < 50
+def test_the_preview_keeps_its_pace_and_the_animation_its_length_on_long_runs(tiny_pipeline, tmp_path):
+    # Two clock readings a step, 1/64 s each: 4 steps pass 0.1 s, so a preview every 4th step.
+    updates = list(app.Demo(tiny_pipeline, tmp_path, clock=FakeClock()).generate("1", 1.5, "ddpm", 100, 0, False, 1))
+    previews = [update[1] for update in updates[:-1]]
+    assert previews == [f"Step {i} of 100 · {(2 * i - 1) / 64:.1f} s" for i in range(1, 100, 4)]
+    animation = decode(updates[-1][0]["src"])
+    assert len(animation) == 1 + media.MAX_FRAMES  # x_T, then up to MAX_FRAMES steps: here one a step
     gif = iio.imread(updates[-1][2], index=None)
-    last_frame = decode(updates[-1][0])
-    assert len(gif) == 25
-    np.testing.assert_array_equal(gif[-1], upscale(last_frame, crisp_scale(last_frame.shape[1], app.GIF_WIDTH)))
+    assert len(gif) == len(animation)
+
+
+def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo, shipped_pipeline):
+    page, other_page = gr.Request(session_hash="page"), gr.Request(session_hash="other page")
+    demo.start(page)
+    updates = demo.generate("7", 1.5, "ddpm", 1000, 3, False, 1, page)
+    for _ in range(5):
+        next(updates)
+    demo.stop(other_page)  # another page's Stop stops nothing here
+    next(updates)
+    demo.stop(page)
+    *rest, (picture, status, gif_path, png_path, _) = list(updates)
+    assert not rest, "no more previews once Stop is pressed"
+    assert status.startswith("Stopped at step 7 of 1000") and not demo.runs
+    # x_T, the first step (the animation shows every 10th of 1000), and where it stopped.
+    animation = decode(picture["src"])
+    assert len(animation) == 3 and len(iio.imread(gif_path, index=None)) == len(animation)
+    steps = shipped_pipeline.sample_steps([7], guidance_scale=1.5, sampler="ddpm", steps=1000, seed=3)
+    seventh = next(step for step in steps if step.index == 6)
+    np.testing.assert_array_equal(top_half(animation[-1]), sample_grid(to_uint8(seventh.x), 1))
+    assert Path(gif_path).name.endswith("_stopped-at-step-7.gif")
+
+    demo.start(page)
+    demo.stop(page)  # pressed while the request waited for its turn: no model work at all
+    [(_, status, *_)] = list(demo.generate("7", 1.5, "ddim", 50, 3, False, 1, page))
+    assert status == "Stopped before it started." and not demo.runs
 
 
 @pytest.mark.parametrize(("digit", "guidance_scale", "sampler", "steps", "samples_per_digit", "message"), [
@@ -90,24 +145,39 @@ def test_bad_settings_raise_a_clear_error(demo, digit, guidance_scale, sampler, 
         next(demo.generate(digit, guidance_scale, sampler, steps, 0, False, samples_per_digit))
 
 
-def test_compare_guidance_shows_the_same_seed_at_each_scale(demo, shipped_pipeline):
-    pictures = demo.compare_guidance("2", 5)
-    assert [caption for _, caption in pictures] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
-    assert len({picture.tobytes() for picture, _ in pictures}) == len(pictures), "each scale should look different"
-    at_1_5 = pictures[app.GUIDANCE_SCALES_COMPARED.index(1.5)][0]
-    expected = sample_grid(to_uint8(shipped_pipeline.generate([2], guidance_scale=1.5, seed=5)), 1)
-    np.testing.assert_array_equal(at_1_5, upscale(expected, crisp_scale(expected.shape[1], 160)))
+def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipeline):
+    updates = list(demo.compare_guidance("2", 5))
+    assert [len(rows) for rows in updates] == list(range(1, len(app.GUIDANCE_SCALES_COMPARED) + 1))
+    rows = updates[-1]
+    assert [row["label"] for row in rows] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
+    pictures = [decode(row["src"]) for row in rows]
+    assert len({picture.tobytes() for picture in pictures}) == len(pictures), "each scale should look different"
+    expected = sample_grid(to_uint8(shipped_pipeline.generate(
+        [2], guidance_scale=1.5, seed=5, samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT)), 1)
+    np.testing.assert_array_equal(pictures[app.GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
+    [all_ten] = {decode(row["src"]).shape for row in list(demo.compare_guidance("all ten", 5))[-1]}
+    assert all_ten == (32, 10 * 30 + 2), "all ten: a row of ten digits per scale"
 
 
 def test_forward_process_noises_in_closed_form_and_estimates_back(demo):
-    clean, noisy, estimate, details = demo.forward_process("8", 0, 3)
-    assert np.abs(noisy.astype(int) - clean).mean() < 2, "at t = 0 almost no noise is added"
-    assert np.abs(estimate.astype(int) - clean).mean() < 2, "and the estimate recovers the digit"
-    clean, noisy, estimate, details = demo.forward_process("8", 999, 3)
-    digit_area = np.s_[16:-16, 16:-16]  # inside the grid's black border (2 px, upscaled 8x)
+    def pictures(timestep):
+        figures, details = demo.forward_process("8", timestep, 3)
+        assert [f["label"][:3] for f in figures] == ["x_0", "x_t", "the"] and f"t = {timestep}" in details
+        return [decode(f["src"]).astype(int) for f in figures]
+
+    clean, noisy, estimate = pictures(0)
+    assert np.abs(noisy - clean).mean() < 2, "at t = 0 almost no noise is added"
+    assert np.abs(estimate - clean).mean() < 2, "and the estimate recovers the digit"
+    clean, noisy, estimate = pictures(999)
+    digit_area = np.s_[2:-2, 2:-2]  # inside the grid's black border
     correlation = np.corrcoef(noisy[digit_area].ravel(), clean[digit_area].ravel())[0, 1]
     assert abs(correlation) < 0.1, "at t = T - 1 nothing of x_0 is left"
-    assert "t = 999" in details
+
+
+def test_no_page_holds_a_connection_that_would_delay_shutdown(shipped_pipeline):
+    # With a gr.State, every page and API client holds a heartbeat stream open, and the server
+    # took 5 s to exit after SIGTERM instead of a fraction of one (the container test prints it).
+    assert app.build_app(shipped_pipeline).get_config_file()["connect_heartbeat"] is False
 
 
 def test_step_slider_fits_the_sampler(shipped_pipeline):
@@ -127,13 +197,15 @@ def api_generate(client: Client, digit: str, **settings):
 def test_api_generate_returns_the_images_and_a_gif(served_app, shipped_pipeline):
     client = Client(served_app, verbose=False)
     for digit, seed in (("3", 1), ("7", 2)):
-        frame, result, gif_path, png_path, details, returned_seed = api_generate(client, digit, seed=seed)
-        assert returned_seed == seed
+        picture, status, gif_path, png_path, returned_seed = api_generate(client, digit, seed=seed)
+        assert returned_seed == seed and f"seed {seed} " in status
         expected = library_image(shipped_pipeline, [int(digit)], seed=seed, guidance_scale=1.5, sampler="dpmpp", steps=10)
-        np.testing.assert_array_equal(iio.imread(result), expected)
-        gif = iio.imread(gif_path, index=None)
-        frame = decode(frame)
-        assert len(gif) == 10 and gif.shape[1:] == upscale(frame, crisp_scale(frame.shape[1], app.GIF_WIDTH)).shape
+        np.testing.assert_array_equal(iio.imread(png_path), expected)
+        gif, animation = iio.imread(gif_path, index=None), decode(picture["src"])
+        # Each request its own animation, however many came before in the same session.
+        assert len(animation) == 1 + 10 * math.ceil(media.MIN_FRAMES / 10)
+        scale = media.crisp_scale(animation[0].shape, app.PICTURE_SIZE)
+        np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
         assert Path(gif_path).name == f"mnist-digit-{digit}_dpmpp-10-steps_guidance-1.5_seed-{seed}_x1.gif"
 
 
@@ -181,10 +253,13 @@ def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
     while not model_calls:
         time.sleep(0.05)
     waiting = Client(url, verbose=False).submit("5", 1.5, "dpmpp", 10, 0, False, 1, api_name="/generate")
-    time.sleep(1)
+    deadline = time.monotonic() + 60  # wait until it holds the one place in the queue, however busy the machine
+    while waiting.status().code.name != "IN_QUEUE":
+        assert time.monotonic() < deadline, f"the second request never joined the queue: {waiting.status()}"
+        time.sleep(0.05)
     with pytest.raises(Exception, match="Queue is full"):
         api_generate(Client(url, verbose=False), "7")
-    assert waiting.status().code.name in ("IN_QUEUE", "STARTING", "JOINING_QUEUE")
+    assert waiting.status().code.name == "IN_QUEUE"
 
     running.cancel()
     waiting.result(timeout=120)  # the waiting request runs once the first is stopped

@@ -1,34 +1,39 @@
-"""A real browser uses the app as a person would: Debian's chromium, driven by Playwright.
+"""A real browser uses the app as a person would: Debian's chromium, driven by Playwright, on a
+desktop (1280x900) and on a phone (390x844).
+
+It asserts what a person needs: the animation plays (distinct frames on screen, its loop
+length), nothing covers the live picture during a long run, each digit is big enough to see,
+every tab can be reached, Stop says what it did, nothing needs sideways scrolling. It saves a
+screenshot before, during and after each run and of every tab, in the folder it prints
+(BROWSER_SCREENSHOTS names one; by default a temporary folder), to be looked at.
 
 Needs `apt-get install -y chromium` and `pip install playwright` (both done by .ci/run);
-CHROMIUM names another Chromium binary, APP_SCREENSHOT a path to keep the screenshot at.
+CHROMIUM names another Chromium binary, APP_SCREENSHOT a path to keep the desktop screenshot at.
 """
 
+import base64
+import hashlib
+import io
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 
-import imageio.v3 as iio
 import pytest
+from PIL import Image
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+MIN_CELL_PX = {"desktop": 56, "phone": 28}  # a 28 px digit at least 2x on a desktop, 1x on a phone
 
-# Records, at every painted animation frame, the denoising picture on screen if it is new and
-# fully decoded (what a person saw, and when), and when Generate was clicked.
-RECORD_FRAMES = """() => {
-    window.framesSeen = [];
-    const watch = () => {
-        const img = document.querySelector("#denoising img");
-        const last = window.framesSeen[window.framesSeen.length - 1];
-        if (img && img.complete && img.naturalWidth > 0 && (!last || last[1] !== img.src)) {
-            window.framesSeen.push([performance.now(), img.src]);
-        }
-        requestAnimationFrame(watch);
-    };
-    requestAnimationFrame(watch);
-    document.addEventListener("click", (event) => {
-        if (event.target.closest("#generate")) window.clickedAt = performance.now();
-    }, true);
+# Where a person would look at the live picture: its centre and four inner points; what the
+# browser finds on top at each (it must be the picture itself, not an overlay).
+PICTURE_ON_TOP = """() => {
+    const img = document.querySelector("#denoising img");
+    const r = img.getBoundingClientRect();
+    return [[0.5, 0.5], [0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]].map(([fx, fy]) =>
+        document.elementFromPoint(r.left + fx * r.width, r.top + fy * r.height) === img);
 }"""
 
 
@@ -46,39 +51,157 @@ def browser():
         browser.close()
 
 
-def test_a_digit_emerges_live_and_the_gif_downloads(browser, served_app, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory, request) -> Path:
+    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    capsys = request.config.pluginmanager.getplugin("capturemanager")
+    with capsys.global_and_fixture_disabled():
+        print(f"\nbrowser screenshots: {folder}")
+    return folder
+
+
+def picture_gif(page) -> Image.Image:
+    """The animation the page shows, decoded from the picture's data URL."""
+    src = page.locator("#denoising img").get_attribute("src")
+    assert src.startswith("data:image/gif;base64,"), "the finished run should show an animation (a GIF)"
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+
+
+def distinct_pictures_on_screen(picture, enough: int, timeout_s: float = 30.0) -> tuple[int, float]:
+    """Screenshots of the picture as the browser paints it, until `enough` distinct ones were seen
+    (or timeout_s): (how many, over how many seconds). Screenshots catch what is on screen;
+    a canvas would not (it draws an animated image's first frame)."""
+    seen, started = set(), time.monotonic()
+    while len(seen) < enough and time.monotonic() - started < timeout_s:
+        seen.add(hashlib.sha1(picture.screenshot(animations="allow")).digest())
+    return len(seen), time.monotonic() - started
+
+
+def cell_px(page) -> float:
+    """On-screen size of one 28 px digit cell: the picture is sent at 1 px per pixel."""
+    return page.evaluate("""() => { const img = document.querySelector("#denoising img");
+        return 28 * img.getBoundingClientRect().width / img.naturalWidth; }""")
+
+
+def no_sideways_scrolling(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def check(viewport: str, page, shoot, report) -> None:
+    """The whole visit, on one viewport."""
     from playwright.sync_api import expect
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    page.goto(served_app)
-    page.locator("#digit").get_by_label("7", exact=True).check()
-    page.locator("#guidance input[type=range]").fill("3")
-    assert page.locator("#guidance input[type=number]").input_value() == "3"
-    # DDIM's 50 steps give the stream time to show many frames; the step slider follows the sampler.
-    page.locator("#sampler").get_by_label("DDIM", exact=True).check()
-    expect(page.locator("#steps input[type=number]")).to_have_value("50")
-    page.evaluate(RECORD_FRAMES)
+    status, picture = page.locator("#status"), page.locator("#denoising img")
 
+    # Every tab has a visible label, and the page fits the screen.
+    for tab in ("Generate", "How guidance works", "Forward process"):
+        assert page.get_by_role("tab", name=tab).is_visible(), f"the {tab!r} tab should be visible on the {viewport}"
+    assert no_sideways_scrolling(page)
+    shoot("1-generate-before")
+
+    # The default run: when it ends, the page plays the whole process, looping.
     page.locator("#generate").click()
-    page.locator("#gif a").first.wait_for(timeout=60_000)
-    details = page.get_by_text("Digit 7,").inner_text()
-    assert "DDIM, 50 steps" in details
-    frames_seen, clicked_at = page.evaluate("[window.framesSeen, window.clickedAt]")
-
-    assert "guidance 3" in details
-    assert len(frames_seen) >= 3, f"expected at least 3 distinct streamed frames on screen, saw {len(frames_seen)}"
-    with capsys.disabled():
-        print(f"\nbrowser: first streamed frame on screen {frames_seen[0][0] - clicked_at:.0f} ms after clicking "
-              f"Generate; {len(frames_seen)} distinct frames seen; {details}")
-
+    expect(status).to_contain_text("made in", timeout=60_000)
+    shoot("2-generate-default-after")
+    gif = picture_gif(page)
+    durations = [gif.seek(i) or gif.info["duration"] for i in range(gif.n_frames)]
+    loop_s = sum(durations) / 1000
+    seen, seconds = distinct_pictures_on_screen(picture, enough=24)
+    shoot("3-generate-default-playing")
+    report(f"default run: {gif.n_frames} frames, loop {loop_s:.2f} s; {seen} distinct pictures on screen "
+           f"in {seconds:.1f} s of watching; digit cell {cell_px(page):.1f} px")
+    assert gif.n_frames >= 24 and loop_s >= 1.5
+    assert seen >= 24, f"the animation should play at least 24 distinct frames on screen, {seen} seen"
+    assert cell_px(page) >= MIN_CELL_PX[viewport]
     with page.expect_download() as download:
         page.locator("#gif a").first.click()
-    gif_path = tmp_path / download.value.suggested_filename
-    download.value.save_as(gif_path)
-    assert gif_path.name.startswith("mnist-digit-7_ddim-50-steps_guidance-3_seed-")
-    gif = iio.imread(gif_path, index=None)
-    assert gif.ndim == 3 and len(gif) == 50, "the GIF should hold the whole process, a frame per step"
+    downloaded = Image.open(download.value.path())
+    assert download.value.suggested_filename.startswith("mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-")
+    assert downloaded.n_frames == gif.n_frames, "the GIF download is the animation the page plays"
+    assert [downloaded.seek(i) or downloaded.info["duration"] for i in range(gif.n_frames)] == durations
+    seed = status.inner_text().split("seed ")[1].split(" ")[0]
+    assert seed.isdigit(), "the status names the seed that made the picture"
 
-    screenshot = tmp_path / "app.png"
-    page.screenshot(path=screenshot, full_page=True)
-    if os.environ.get("APP_SCREENSHOT"):
-        shutil.copy(screenshot, os.environ["APP_SCREENSHOT"])
+    # Untick Random seed: the box appears with the picture's seed, ready to make it again.
+    expect(page.locator("#seed")).to_be_hidden()
+    page.locator("#random-seed input").uncheck()
+    expect(page.locator("#seed input")).to_have_value(seed)
+    page.locator("#random-seed input").check()
+
+    # A long run of all ten, several per digit: the live picture is never covered, then Stop.
+    page.locator("#digit").get_by_label("all ten", exact=True).check()
+    page.locator("#sampler").get_by_label("DDIM", exact=True).check()
+    expect(page.locator("#steps input[type=number]")).to_have_value("50")
+    page.locator("#steps input[type=range]").fill("250")
+    page.locator("#samples input[type=range]").fill("4")
+    page.locator("#generate").click()
+    expect(status).to_contain_text("Step ", timeout=60_000)
+    expect(picture).to_have_attribute("src", re.compile("^data:image/png"))
+    picture.scroll_into_view_if_needed()
+    on_top = page.evaluate(PICTURE_ON_TOP)
+    running_cell = cell_px(page)
+    shoot("4-generate-long-during")
+    report(f"long run (DDIM 250, all ten x4): picture on top at {sum(on_top)} of 5 points; digit cell "
+           f"{running_cell:.1f} px; {status.inner_text()}")
+    assert all(on_top), f"something covers the live picture: {on_top}"
+    assert running_cell >= MIN_CELL_PX[viewport]
+    expect(page.locator("#stop")).to_be_enabled()
+    page.locator("#stop").click()
+    expect(status).to_contain_text("Stopped at step", timeout=30_000)
+    stopped = picture_gif(page)
+    shoot("5-generate-stopped")
+    report(f"stopped: {status.inner_text()!r}; partial animation {stopped.n_frames} frames")
+    assert stopped.n_frames >= 2 and all(page.evaluate(PICTURE_ON_TOP))
+    expect(page.locator("#stop")).to_be_disabled()
+    expect(page.locator("#generate")).to_be_enabled()
+    shoot("5-generate-stopped-then-idle")
+    assert no_sideways_scrolling(page)
+
+    # How guidance works: one labelled row per scale, each whole row on screen, for one digit and all ten.
+    page.get_by_role("tab", name="How guidance works").click()
+    for choice in ("3", "all ten"):
+        page.locator("#compare-digit").get_by_label(choice, exact=True).check()
+        page.locator("#compare").click()
+        rows = page.locator("#guidance-rows img")
+        row_width = 10 * 30 + 2 if choice == "all ten" else 6 * 30 + 2  # ten digits, or six samples of one
+        page.wait_for_function("""(width) => { const rows = document.querySelectorAll("#guidance-rows img");
+            return rows.length == 6 && [...rows].every(row => row.complete && row.naturalWidth == width); }""",
+                               arg=row_width, timeout=60_000)
+        labels = page.locator("#guidance-rows figcaption").all_inner_texts()
+        assert labels == ["guidance 0", "guidance 1", "guidance 1.5", "guidance 3", "guidance 5", "guidance 10"]
+        width = page.viewport_size["width"]
+        boxes = [row.bounding_box() for row in rows.all()]
+        assert all(box["x"] >= 0 and box["x"] + box["width"] <= width for box in boxes), "a row is cut off"
+        assert no_sideways_scrolling(page)
+        shoot(f"6-guidance-{choice.replace(' ', '-')}")
+
+    page.get_by_role("tab", name="Forward process").click()
+    expect(page.get_by_text("alpha_bar =")).to_be_visible(timeout=60_000)
+    expect(page.locator("#forward-figures img")).to_have_count(3)
+    for image in page.locator("#forward-figures img").all():
+        box = image.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"]
+    assert no_sideways_scrolling(page)
+    shoot("7-forward-process")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport, capsys):
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    page.goto(served_app)
+    page.locator("#generate").wait_for()
+
+    def shoot(name: str) -> None:
+        page.screenshot(path=screenshots / f"{viewport}-{name}.png", full_page=True)
+
+    def report(line: str) -> None:
+        with capsys.disabled():
+            print(f"\nbrowser ({viewport}): {line}", end="")
+
+    try:
+        check(viewport, page, shoot, report)
+    finally:
+        shoot("last")
+        page.close()
+    if viewport == "desktop" and os.environ.get("APP_SCREENSHOT"):
+        shutil.copy(screenshots / "desktop-3-generate-default-playing.png", os.environ["APP_SCREENSHOT"])

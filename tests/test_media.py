@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusion import SAMPLERS, NoiseSchedule
 from diffusion.media import (
+    animation_samples,
     crisp_scale,
     denoising_frame,
     grid,
@@ -17,6 +19,7 @@ from diffusion.media import (
     to_uint8,
     upscale,
 )
+from diffusion.samplers import ddim_path
 
 
 def test_to_uint8_maps_the_model_range_to_bytes():
@@ -64,13 +67,13 @@ def test_sample_grid_puts_each_digit_in_a_column():
     assert sample_grid(images, num_digits=1).shape == (1 * 3 + 2, 6 * 3 + 2)  # one digit: its samples in a row
 
 
-def test_denoising_frame_shows_x_t_beside_x0():
+def test_denoising_frame_shows_x_t_above_x0():
     x, x0 = torch.full((1, 1, 28, 28), -1.0), torch.ones(1, 1, 28, 28)
     frame = denoising_frame(x, x0, num_digits=1)
-    assert frame.shape == (32, 32 + 4 + 32)
+    assert frame.shape == (32 + 4 + 32, 32)
     assert frame[2:30, 2:30].max() == 0  # x_t: black
-    assert set(frame[:, 32:36].ravel()) == {128}  # the grey bar
-    assert frame[2:30, 38:66].min() == 255  # x0: white
+    assert set(frame[32:36].ravel()) == {128}  # the grey bar
+    assert frame[38:66, 2:30].min() == 255  # x0: white
 
 
 def test_png_data_url_decodes_to_the_image():
@@ -81,5 +84,38 @@ def test_png_data_url_decodes_to_the_image():
 
 
 def test_crisp_scale_is_a_whole_factor_of_at_least_two():
-    assert crisp_scale(32, target_width=320) == 10
-    assert crisp_scale(302, target_width=320) == 2
+    assert crisp_scale((32, 32), target=320) == 10
+    assert crisp_scale((68, 32), target=480) == 7  # the longer side counts
+    assert crisp_scale((32, 302), target=320) == 2
+
+
+def oracle_steps(sampler: str, steps: int):
+    """A sampler's steps with a perfect model of a two-image data set, and that data set."""
+    schedule = NoiseSchedule()
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand((2, 1, 28, 28), generator=generator) * 2 - 1
+    x_T = torch.randn(image.shape, generator=generator)
+    def eps_fn(x, t):
+        alpha_bar = schedule.alphas_cumprod[t]
+        return (x - alpha_bar.sqrt() * image) / (1 - alpha_bar).sqrt()
+    return SAMPLERS[sampler](eps_fn, x_T, schedule, schedule.timesteps(steps), generator), x_T, image
+
+
+def test_ddim_path_runs_from_the_steps_input_to_its_ddim_result():
+    steps = list(oracle_steps("ddim", 5)[0])
+    for step in steps:
+        assert torch.allclose(ddim_path(step, step.alpha_bar), step.x_t, atol=1e-4)
+        assert torch.allclose(ddim_path(step, step.alpha_bar_next), step.x, atol=1e-4)
+
+
+@pytest.mark.parametrize(("sampler", "steps", "frames"), [("dpmpp", 6, 1 + 6 * 8), ("dpmpp", 1, 1 + 48), ("ddim", 50, 51),
+                                                           ("ddpm", 1000, 101)])
+def test_the_animation_starts_at_the_noise_ends_at_the_image_and_fills_short_runs(sampler, steps, frames):
+    trajectory, x_T, _ = oracle_steps(sampler, steps)
+    pairs = list(animation_samples(trajectory, steps))
+    assert [step.index for step, _ in pairs] == list(range(steps)), "one entry per step, as the steps come"
+    samples = [x for _, xs in pairs for x in xs]
+    assert len(samples) == frames
+    assert torch.equal(samples[0], x_T) and torch.equal(samples[-1], pairs[-1][0].x)
+    # Frames between steps move steadily from noise towards the image: no frame repeats.
+    assert len({x.numpy().tobytes() for x in samples}) == len(samples)

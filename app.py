@@ -86,25 +86,29 @@ def digits_of(choice: str) -> list[int]:
     return [int(choice)]
 
 
+def shown_width(image: np.ndarray, size: int) -> int:
+    """The width a picture sent at 1 px per pixel is shown at: the whole-number upscale that
+    brings its longer side near `size` (the scale of the downloadable GIF too)."""
+    return image.shape[1] * media.crisp_scale(image.shape, size)
+
+
 def picture(frames: list[np.ndarray], alt: str) -> dict:
-    """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF),
-    sent inline at 1 px per pixel and shown at the whole-number scale of the downloadable GIF."""
-    scale = media.crisp_scale(frames[0].shape, PICTURE_SIZE)
+    """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF)."""
     src = media.png_data_url(frames[0]) if len(frames) == 1 else media.data_url(media.gif_bytes(frames), "image/gif")
-    return {"src": src, "width": frames[0].shape[1] * scale, "alt": alt}
+    return {"src": src, "width": shown_width(frames[0], PICTURE_SIZE), "alt": alt}
 
 
 def figure(label: str, image: np.ndarray, size: int) -> dict:
-    """A labelled picture for FIGURES_TEMPLATE: sent at 1 px per pixel, shown crisply at the
-    whole-number scale that brings its longer side near `size`."""
-    return {"label": label, "src": media.png_data_url(image), "width": image.shape[1] * media.crisp_scale(image.shape, size)}
+    """A labelled picture for FIGURES_TEMPLATE."""
+    return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)}
 
 
 def frame_budget(num_images: int, num_digits: int) -> int:
     """The most frames an animation of this grid may have within MAX_ANIMATION_PIXELS."""
     blank = torch.zeros(num_images, 1, 28, 28)
-    height, width = media.enlarge(media.denoising_frame(blank, blank, num_digits), PICTURE_SIZE).shape
-    return max(12, min(media.MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width)))
+    height, width = media.denoising_frame(blank, blank, num_digits).shape
+    scale = media.crisp_scale((height, width), PICTURE_SIZE)
+    return max(12, min(media.MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width * scale**2)))
 
 
 class Run:
@@ -183,15 +187,18 @@ class Demo:
         for step, samples in animation:
             run.frames += [media.denoising_frame(x, step.x0, len(digits)) for x in samples]
             run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
+            now = self.clock()
+            preview_due = run.step < steps and (run.step == 1 or now - last_preview >= 1 / PREVIEW_UPDATES_PER_S)
+            if not (run.stop_requested or preview_due):
+                continue
+            # This step's sample as a frame: the animation's last one when it shows the step.
+            latest = run.frames[-1] if samples else media.denoising_frame(step.x, step.x0, len(digits))
             if run.stop_requested:
                 if not samples:  # the animation ends where the run stopped
-                    run.frames.append(media.denoising_frame(step.x, step.x0, len(digits)))
+                    run.frames.append(latest)
                 break
-            now = self.clock()
-            if run.step < steps and (run.step == 1 or now - last_preview >= 1 / PREVIEW_UPDATES_PER_S):
-                last_preview = now
-                preview = [media.denoising_frame(step.x, step.x0, len(digits))]
-                yield picture(preview, f"step {run.step} of {steps}"), self.progress(run), None, None, seed
+            last_preview = now
+            yield picture([latest], f"step {run.step} of {steps}"), self.progress(run), None, None, seed
         if run.step < steps:
             status = (f"Stopped at step {run.step} of {steps} ({run.elapsed_s:.1f} s); "
                       "the animation shows the steps made.")

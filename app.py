@@ -9,18 +9,22 @@ can call them without a browser.
 """
 
 import argparse
+import errno
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+# The imports below take from 3 s to half a minute on a small CPU: first say why nothing shows.
+if __name__ == "__main__":
+    print("Starting the MNIST diffusion demo: loading PyTorch and Gradio…", flush=True)
 import gradio as gr
 import numpy as np
-import torch
 
 from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media
 from diffusion.pipeline import is_number
@@ -33,8 +37,6 @@ MAX_SAMPLES_PER_DIGIT = 8
 MAX_UI_SEED = 2**53 - 1  # the largest integer a browser's numbers hold exactly
 MAX_IMAGE_STEPS = 10_000  # images x steps in one request; 10 digits x 1000 DDPM steps is about 90 s on 2 CPU cores
 PREVIEW_UPDATES_PER_S = 10  # the live preview while computing; the finished animation shows every frame
-MAX_ANIMATION_PIXELS = 16_000_000  # pixels of the downloadable GIF over all its frames: big grids get fewer frames
-PICTURE_SIZE = 480  # about, the longer side of the picture and the GIF, in whole-number upscales
 ROW_SIZE = 640  # about, the width of a row of the guidance comparison
 FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
@@ -95,20 +97,12 @@ def shown_width(image: np.ndarray, size: int) -> int:
 def picture(frames: list[np.ndarray], alt: str) -> dict:
     """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF)."""
     src = media.png_data_url(frames[0]) if len(frames) == 1 else media.data_url(media.gif_bytes(frames), "image/gif")
-    return {"src": src, "width": shown_width(frames[0], PICTURE_SIZE), "alt": alt}
+    return {"src": src, "width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt}
 
 
 def figure(label: str, image: np.ndarray, size: int) -> dict:
     """A labelled picture for FIGURES_TEMPLATE."""
     return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)}
-
-
-def frame_budget(num_images: int, num_digits: int) -> int:
-    """The most frames an animation of this grid may have within MAX_ANIMATION_PIXELS."""
-    blank = torch.zeros(num_images, 1, 28, 28)
-    height, width = media.denoising_frame(blank, blank, num_digits).shape
-    scale = media.crisp_scale((height, width), PICTURE_SIZE)
-    return max(12, min(media.MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width * scale**2)))
 
 
 class Run:
@@ -150,27 +144,26 @@ class Demo:
             raise gr.Error(f"that is {image_steps:,} image-steps (images x steps); this demo allows {MAX_IMAGE_STEPS:,}. "
                            "Ask for fewer samples or steps.")
 
-    def generate(self, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int,
-                 randomize_seed: bool, samples_per_digit: int, request: gr.Request | None = None):
-        """Stream (picture, status, GIF, PNG, seed): a live preview while the digits emerge,
-        then the whole process as a looping animation, its GIF and the final PNG."""
+    def generate(self, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int | None = None,
+                 samples_per_digit: int = 1, request: gr.Request | None = None):
+        """Stream (picture, status, GIF, PNG, seed used): a live preview while the digits emerge,
+        then the whole process as a looping animation, its GIF and the final PNG. No seed (None)
+        picks a random one; a seed given is always the one used."""
         session = request and request.session_hash
         run = self.runs.get(session)
         if run is None or run.settings is not None:  # not a fresh Run from Generate's click (an API call)
             run = self.runs[session] = Run()
         try:
-            yield from self.follow(run, digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit)
+            yield from self.follow(run, digit, guidance_scale, sampler, steps, seed, samples_per_digit)
         finally:
             if self.runs.get(session) is run:
                 del self.runs[session]
 
-    def follow(self, run: Run, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int,
-               randomize_seed: bool, samples_per_digit: int):
+    def follow(self, run: Run, digit: str, guidance_scale: float, sampler: str, steps: int, seed: int | None,
+               samples_per_digit: int):
         """generate's work, with the Run that Stop can reach."""
         digits = digits_of(digit)
-        if not isinstance(randomize_seed, bool):
-            raise gr.Error(f"randomize_seed must be true or false, not {randomize_seed!r}")
-        if randomize_seed:
+        if seed is None:
             seed = random.randrange(2**32)
         settings = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps, "seed": seed,
                     "samples_per_digit": samples_per_digit}
@@ -181,20 +174,19 @@ class Demo:
             return
 
         started = last_preview = self.clock()
-        max_frames = frame_budget(len(digits) * samples_per_digit, len(digits))
-        animation = media.animation_samples(self.pipe.sample_steps(digits, **settings), steps,
-                                            min(media.MIN_FRAMES, max_frames), max_frames)
-        for step, samples in animation:
-            run.frames += [media.denoising_frame(x, step.x0, len(digits)) for x in samples]
+        animation = media.denoising_animation(self.pipe.sample_steps(digits, **settings), steps, len(digits),
+                                              samples_per_digit)
+        for step, frames in animation:
+            run.frames += frames
             run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
             now = self.clock()
             preview_due = run.step < steps and (run.step == 1 or now - last_preview >= 1 / PREVIEW_UPDATES_PER_S)
             if not (run.stop_requested or preview_due):
                 continue
             # This step's sample as a frame: the animation's last one when it shows the step.
-            latest = run.frames[-1] if samples else media.denoising_frame(step.x, step.x0, len(digits))
+            latest = run.frames[-1] if frames else media.denoising_frame(step.x, step.x0, len(digits))
             if run.stop_requested:
-                if not samples:  # the animation ends where the run stopped
+                if not frames:  # the animation ends where the run stopped
                     run.frames.append(latest)
                 break
             last_preview = now
@@ -228,10 +220,9 @@ class Demo:
                 f"_x{settings['samples_per_digit']}{stopped}")
         gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
         final = media.sample_grid(media.to_uint8(run.sample), len(digits))
-        scale = media.crisp_scale(frames[0].shape, PICTURE_SIZE)
         try:
-            media.save_gif([media.upscale(frame, scale) for frame in frames], gif_path)
-            media.save_png(media.enlarge(final, PICTURE_SIZE), png_path)
+            media.save_animation(frames, gif_path)
+            media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
         except OSError as e:
             raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
                            "the server may be out of disk space") from None
@@ -289,10 +280,13 @@ def step_slider(sampler: str, pipe: Pipeline) -> gr.Slider:
     return gr.Slider(minimum=fewest, maximum=most, value=usual)
 
 
-def seed_box(randomize_seed: bool) -> gr.Number:
-    """The seed box is shown only while Random seed is off. Each run writes its seed into it, so
-    it starts at the seed of the picture on the page: Generate then makes that picture again."""
-    return gr.Number(visible=not randomize_seed)
+def seed_box(randomize_seed: bool, seed_used: int | None) -> gr.Number:
+    """The seed box is shown only while Random seed is off, and then starts at the seed of the
+    picture on the page, so that Generate makes that picture again. While hidden it is empty:
+    no seed, so each run picks one."""
+    if randomize_seed:
+        return gr.Number(visible=False, value=None)
+    return gr.Number(visible=True, value=0 if seed_used is None else seed_used)
 
 
 def idle():
@@ -310,37 +304,42 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
             sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")
             # Built with the full range so API callers may use any sampler's range; the page
             # narrows it to the chosen sampler's range on load and on every change.
-            steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, label="Steps",
-                              elem_id="steps")
-            samples_per_digit = gr.Slider(1, MAX_SAMPLES_PER_DIGIT, value=1, step=1, label="Samples per digit",
-                                          elem_id="samples")
+            steps = gr.Slider(1, pipe.schedule.num_timesteps, value=recommended.steps, step=1, precision=0,
+                              label="Steps", elem_id="steps")
+            samples_per_digit = gr.Slider(1, MAX_SAMPLES_PER_DIGIT, value=1, step=1, precision=0,
+                                          label="Samples per digit", elem_id="samples")
+            # Only the page has this box: it shows or hides the seed, and a run with no seed picks
+            # one, so an API caller who passes a seed always gets that seed.
             randomize_seed = gr.Checkbox(True, label="Random seed", elem_id="random-seed",
                                          info="Each run picks a new seed, shown above the picture. Untick to "
                                               "choose one: it starts at the picture's, to make that picture again.")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed", visible=False,
+            seed = gr.Number(None, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed", visible=False,
                              elem_id="seed")
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="stop")
             gr.Markdown(f"One request may take up to {MAX_IMAGE_STEPS:,} image-steps (digits x samples x steps).")
         with gr.Column(scale=2):
-            status = gr.Markdown(elem_id="status")
+            # Labels name the API's return values; the page shows its own captions instead.
+            status = gr.Markdown(label="status", show_label=False, elem_id="status")
             # The picture travels inline, as a data URL: each update shows at once, with no second
             # request that the next update could overtake (a gr.Image would serve it as a file).
-            live = gr.HTML(html_template=PICTURE_TEMPLATE, elem_id="denoising", min_height=200)
+            live = gr.HTML(html_template=PICTURE_TEMPLATE, label="picture", show_label=False, elem_id="denoising",
+                           min_height=200)
             gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "
                         "steps follow that step's own prediction (no extra model calls).")
             with gr.Row():
                 gif = gr.File(label="Animation (GIF)", elem_id="gif")
                 png = gr.File(label="Final image (PNG)", elem_id="png")
+            seed_used = gr.Number(None, precision=0, label="seed", visible=False)
 
     quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
     sampler.change(partial(step_slider, pipe=pipe), sampler, steps, **quiet)
-    randomize_seed.change(seed_box, randomize_seed, seed, **quiet)
+    randomize_seed.change(seed_box, [randomize_seed, seed_used], seed, **quiet)
     started = generate.click(demo.start, None, [status, generate, stop], js=SHOW_PICTURE_ON_PHONES, **quiet)
     generating = started.then(
-        demo.generate, [digit, guidance_scale, sampler, steps, seed, randomize_seed, samples_per_digit],
-        [live, status, gif, png, seed], api_name="generate", concurrency_id="model", preprocess=False,
+        demo.generate, [digit, guidance_scale, sampler, steps, seed, samples_per_digit],
+        [live, status, gif, png, seed_used], api_name="generate", concurrency_id="model", preprocess=False,
         show_progress="hidden")
     generating.then(idle, None, [generate, stop], **quiet)
     stop.click(demo.stop, None, stop, **quiet)
@@ -355,7 +354,7 @@ def build_guidance_tab(demo: Demo) -> None:
         digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="compare-digit")
         seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
     compare = gr.Button("Compare", variant="primary", elem_id="compare")
-    rows = gr.HTML(html_template=FIGURES_TEMPLATE, elem_id="guidance-rows")
+    rows = gr.HTML(html_template=FIGURES_TEMPLATE, label="rows", show_label=False, elem_id="guidance-rows")
     compare.click(demo.compare_guidance, [digit, seed], rows, api_name="compare_guidance", concurrency_id="model",
                   preprocess=False, show_progress="hidden")
 
@@ -366,9 +365,9 @@ def build_forward_tab(demo: Demo, pipe: Pipeline) -> tuple:
     with gr.Row():
         digit = gr.Radio(DIGIT_CHOICES[:-1], value="3", label="Digit")
         seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
-    timestep = gr.Slider(0, pipe.schedule.num_timesteps - 1, value=500, step=1, label="Timestep t")
-    details = gr.Markdown()
-    figures = gr.HTML(html_template=FIGURES_TEMPLATE, elem_id="forward-figures")
+    timestep = gr.Slider(0, pipe.schedule.num_timesteps - 1, value=500, step=1, precision=0, label="Timestep t")
+    details = gr.Markdown(label="details", show_label=False)
+    figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="figures", show_label=False, elem_id="forward-figures")
     return digit, timestep, seed, [figures, details]
 
 
@@ -404,21 +403,48 @@ def port(text: str) -> int:
     return int(text)
 
 
+def check_can_listen(parser: argparse.ArgumentParser, host: str, port: int) -> None:
+    """Fail in one line naming the flag, before the weights load, if the server could not listen
+    on host:port (Gradio's own message would name launch()'s parameters, not ours)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        parser.error(f"argument --host: cannot resolve {host!r} ({e.strerror}); try 127.0.0.1 or 0.0.0.0")
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                parser.error(f"argument --port: port {port} is in use (by another app.py?); choose another with --port")
+            if e.errno == errno.EACCES:
+                parser.error(f"argument --port: port {port} needs administrator rights; choose one above 1023")
+            parser.error(f"argument --host: cannot listen on {host} ({e.strerror}); try 127.0.0.1 or 0.0.0.0")
+
+
 def main() -> None:
     p = cli.ArgumentParser(prog="python app.py", description="Serve the MNIST diffusion demo.")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on: 127.0.0.1 (this computer only) or 0.0.0.0 (the network)")
     p.add_argument("--port", type=port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
-    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     args = p.parse_args()
+    check_can_listen(p, args.host, args.port)
 
+    print(f"Loading {args.weights}…", flush=True)
     pipe = Pipeline.load(args.weights, device=args.device)
-    print(f"Loaded {args.weights} on {pipe.device.type}", flush=True)
+    print(f"Loaded the model on {pipe.device.type}.", flush=True)
     # SIGTERM (docker stop) then shuts the server down as Ctrl-C does, instead of waiting to be killed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    build_app(pipe).launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"])
-    # launch returns once Ctrl-C or SIGTERM has closed the server. Leave at once: the native
-    # teardown of torch's libraries after that takes 1.2 s here, which `docker stop` would wait out.
+    # quiet: Gradio's banner would suggest share=True, a public link this demo does not offer.
+    app = build_app(pipe)
+    app.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"], quiet=True,
+               prevent_thread_lock=True)
+    print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
+    app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server
+    # Leave at once: the native teardown of torch's libraries after that takes 1.2 s here,
+    # which `docker stop` would wait out.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -4,10 +4,10 @@ Read in this order: schedule.py, unet.py, samplers.py, pipeline.py; then train.p
 """
 
 from .io import WeightsError
-from .pipeline import DEFAULT_WEIGHTS, Pipeline, SamplingConfig, best_device
+from .pipeline import DEFAULT_WEIGHTS, Pipeline, SamplingConfig, SettingError, best_device, pick_device
 from .samplers import SAMPLERS, STEP_RANGES, Step, classifier_free_guidance
 from .schedule import NoiseSchedule, ScheduleConfig
 from .unet import UNet, UNetConfig
 
-__all__ = ["DEFAULT_WEIGHTS", "Pipeline", "SamplingConfig", "best_device", "SAMPLERS", "STEP_RANGES", "Step",
-           "classifier_free_guidance", "NoiseSchedule", "ScheduleConfig", "UNet", "UNetConfig", "WeightsError"]
+__all__ = ["DEFAULT_WEIGHTS", "Pipeline", "SamplingConfig", "SettingError", "best_device", "pick_device", "SAMPLERS",
+           "STEP_RANGES", "Step", "classifier_free_guidance", "NoiseSchedule", "ScheduleConfig", "UNet", "UNetConfig", "WeightsError"]

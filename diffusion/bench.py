@@ -166,7 +166,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, help="timed runs per cell (default 5; --quick: 3)")
     p.add_argument("--budget", type=float, help="seconds one run of a cell may take (default 120; --quick: 20)")
     p.add_argument("--quick", action="store_true", help="a first look in about a minute on a laptop CPU")
-    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
     args = p.parse_args()
     repeats = (3 if args.quick else 5) if args.repeats is None else args.repeats
@@ -181,6 +181,9 @@ def main() -> None:
     default = (recommended.sampler, recommended.steps)
     samplers = args.samplers or [default] + [(name, usual) for name, (_, _, usual) in STEP_RANGES.items()
                                              if (name, usual) != default]
+    with cli.settings_as_flags(p, {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance"}):
+        for sampler, steps in samplers:  # before the long work starts
+            pipeline.validate([0], guidance_scale, 0, sampler, steps)
     device = pipeline.device
     print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"guidance {guidance_scale:g}; up to {repeats} timed runs per cell after a warm-up", flush=True)

@@ -13,9 +13,9 @@ from torch import nn
 
 from . import cli
 from .data import default_data_dir, load_mnist, to_model_range
-from .io import load_safetensors, load_state, save_safetensors
+from .io import WEIGHTS_DIR, load_safetensors, load_state, save_safetensors
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "weights" / "mnist-classifier.safetensors"
+DEFAULT_PATH = WEIGHTS_DIR / "mnist-classifier.safetensors"
 
 
 class Classifier(nn.Module):

@@ -1,10 +1,12 @@
-"""What the command-line scripts share: one-line errors and the digit list syntax."""
+"""What the command-line scripts share: one-line errors that name the flag, and the digit list syntax."""
 
 import argparse
 import sys
+from contextlib import contextmanager
 from typing import Callable
 
 from .io import WeightsError
+from .pipeline import SettingError, pick_device
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,6 +27,40 @@ def run(main: Callable[[], None], prog: str) -> None:
         main()
     except (ValueError, WeightsError, OSError) as e:
         fail(prog, str(e))
+
+
+@contextmanager
+def settings_as_flags(parser: argparse.ArgumentParser, flags: dict[str, str]):
+    """Report the library's SettingError under the script's own flag, with the limit that applies:
+    `argument --guidance: must be a number from 0 to 100, not -1.0`."""
+    try:
+        yield
+    except SettingError as e:
+        parser.error(f"argument {flags.get(e.name, e.name)}: must be {e.allowed}, not {e.value!r}")
+
+
+def device(text: str) -> str:
+    """--device: a device this machine has, checked before any work starts."""
+    try:
+        pick_device(text)
+    except SettingError as e:
+        raise argparse.ArgumentTypeError(f"must be {e.allowed}, not {text!r}") from None
+    return text
+
+
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then the CPU)"
+
+
+def file_ending(suffix: str) -> Callable[[str], str]:
+    """An argument type for an output file whose name must end in suffix, so that a file's
+    name says what it holds (no GIF data under a .png name)."""
+
+    def check(text: str) -> str:
+        if not text.lower().endswith(suffix):
+            raise argparse.ArgumentTypeError(f"must be a file name ending in {suffix}, not {text!r}")
+        return text
+
+    return check
 
 
 def parse_digits(text: str) -> list[int]:

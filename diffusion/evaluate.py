@@ -12,6 +12,7 @@ For each sampler x steps x guidance setting it reports, as JSON:
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
 """
 
+import itertools
 import json
 import statistics
 
@@ -90,7 +91,7 @@ def main() -> None:
     p.add_argument("--per-digit", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1000, help="images generated at once")
-    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--out", help="also write the JSON results here")
     p.add_argument("--table", help="also write a markdown table here")
     args = p.parse_args()
@@ -105,6 +106,10 @@ def main() -> None:
     except ValueError:
         p.error(f"--guidance takes numbers like 1,2,3, not {args.guidance!r}")
     batch_size = max(args.per_digit, args.batch_size // args.per_digit * args.per_digit)
+    flags = {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance", "seed": "--seed"}
+    with cli.settings_as_flags(p, flags):  # before the long work starts
+        for (sampler, steps), guidance_scale in itertools.product(samplers, guidance_scales):
+            pipeline.validate(list(range(10)), guidance_scale, args.seed, sampler, steps)
 
     classifier = load_classifier(args.classifier, pipeline.device)
     test_images, _ = load_mnist(args.data_dir, train=False)

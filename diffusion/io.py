@@ -11,6 +11,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+# The shipped weights: a wheel carries them inside the package; a checkout (and an editable
+# install of it) has them in weights/ beside the package.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = _PACKAGE_DIR / "weights" if (_PACKAGE_DIR / "weights").is_dir() else _PACKAGE_DIR.parent / "weights"
+
 
 class WeightsError(Exception):
     """A weights file that is missing, damaged or does not fit the model: the message says which."""

@@ -1,11 +1,11 @@
 """From tensors to pictures: uint8 images, grids, crisp upscaling, PNGs and animated GIFs.
 
-The denoising animation, shared by the app and the CLI:
+The denoising animation, the same in the app and the CLI:
 
-    frames = [denoising_frame(x, step.x0, num_digits=1)
-              for step, samples in animation_samples(pipe.sample_steps([3], steps=6), num_steps=6)
-              for x in samples]
-    save_gif(frames, "three.gif")      # x_t above x0, paced so that a person can follow it
+    frames = [frame for step, new_frames in denoising_animation(pipe.sample_steps([3]), num_steps=6,
+                                                                num_digits=1, samples_per_digit=1)
+              for frame in new_frames]
+    save_animation(frames, "three.gif")      # x_t above x0, paced so that a person can follow it
 """
 
 import base64
@@ -28,6 +28,12 @@ MIN_FRAMES = 48
 MAX_FRAMES = 100
 FPS = 16
 HOLD_FINAL_S = 1.5
+ANIMATION_SIZE = 480  # about, the longer side of the animation, in whole-number upscales
+# The GIF's pixels over all its frames: long runs of big grids show fewer steps (never fewer than
+# MIN_FRAMES frames), and batches of more than MAX_ANIMATED_PER_DIGIT samples per digit animate
+# only the first that many of each.
+MAX_ANIMATION_PIXELS = 16_000_000
+MAX_ANIMATED_PER_DIGIT = 8
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -99,6 +105,28 @@ def animation_samples(steps: Iterable[Step], num_steps: int, min_frames: int = M
         yield step, samples
 
 
+def frame_budget(frame_shape: tuple[int, int]) -> int:
+    """The most frames an animation of frames of this shape may have: MAX_FRAMES, fewer where the
+    upscaled GIF would pass MAX_ANIMATION_PIXELS, but at least MIN_FRAMES, so that it is never rushed."""
+    height, width = frame_shape
+    scale = crisp_scale(frame_shape, ANIMATION_SIZE)
+    return max(MIN_FRAMES, min(MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width * scale**2)))
+
+
+def denoising_animation(steps: Iterable[Step], num_steps: int, num_digits: int,
+                        samples_per_digit: int) -> Iterator[tuple[Step, list[np.ndarray]]]:
+    """The denoising animation's frames (x_t above x0, 1 px per pixel), step by step as the
+    sampler's steps come: (step, the frames it adds, often none). animation_samples picks the
+    frames, within frame_budget; of big batches it shows the first MAX_ANIMATED_PER_DIGIT
+    samples of each digit."""
+    per_digit_shown = min(samples_per_digit, MAX_ANIMATED_PER_DIGIT)
+    shown = [d * samples_per_digit + k for d in range(num_digits) for k in range(per_digit_shown)]
+    blank = torch.zeros(len(shown), 1, 28, 28)
+    max_frames = frame_budget(denoising_frame(blank, blank, num_digits).shape)
+    for step, samples in animation_samples(steps, num_steps, MIN_FRAMES, max_frames):
+        yield step, [denoising_frame(x[shown], step.x0[shown], num_digits) for x in samples]
+
+
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling: each pixel becomes a factor x factor block, so edges stay crisp."""
     return image.repeat(factor, axis=0).repeat(factor, axis=1)
@@ -146,3 +174,9 @@ def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = FPS
     data = gif_bytes(frames, fps, hold_final_s)
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
+
+
+def save_animation(frames: list[np.ndarray], path: str | os.PathLike) -> None:
+    """The denoising animation as a GIF, upscaled crisply to about ANIMATION_SIZE, at FPS."""
+    scale = crisp_scale(frames[0].shape, ANIMATION_SIZE)
+    save_gif([upscale(frame, scale) for frame in frames], path)

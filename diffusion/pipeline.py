@@ -1,6 +1,6 @@
 """The pipeline: model + noise schedule + device, from one weights file to images.
 
-    pipe = Pipeline.load("weights/mnist-diffusion.safetensors")
+    pipe = Pipeline.load()                                                 # the shipped weights, best device
     images = pipe.generate(digits=[3, 7], samples_per_digit=4, seed=0)     # (8, 1, 28, 28) in [-1, 1]
     for step in pipe.sample_steps(digits=[3], seed=0): ...                 # stream the denoising
     x_t, x0 = pipe.denoise_in_one_step(images, digits=[3], timestep=500)  # the forward process and back
@@ -13,12 +13,12 @@ from typing import Iterator
 
 import torch
 
-from .io import WeightsError, load_safetensors, load_state, save_safetensors
+from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
 from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
 from .unet import UNet, UNetConfig
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist-diffusion.safetensors"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "mnist-diffusion.safetensors"
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE_SCALE = 100.0
 REQUIRED_METADATA = ("unet_config", "schedule_config", "sampling_config", "training")
@@ -41,13 +41,39 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class SettingError(ValueError):
+    """A setting the pipeline cannot sample with. `name` is the parameter, so that a command line
+    or an API can report it under its own name; the message says what is allowed."""
+
+    def __init__(self, name: str, allowed: str, value):
+        super().__init__(f"{name} must be {allowed}, not {value!r}")
+        self.name, self.allowed, self.value = name, allowed, value
+
+
+def check_seed(seed) -> None:
+    if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
+        raise SettingError("seed", "an integer from 0 to 2^63-1", seed)
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on, best first: CUDA, then Apple MPS, then the CPU."""
+    cuda = ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return cuda + (["mps"] if torch.backends.mps.is_available() else []) + ["cpu"]
+
+
 def best_device() -> torch.device:
-    """CUDA, then Apple MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(available_devices()[0])
+
+
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    """The named device ("cpu", "cuda", "cuda:1", "mps"), or the best one when None. Raises
+    SettingError naming the devices this machine has, rather than failing at the first tensor."""
+    if name is None:
+        return best_device()
+    available = available_devices()
+    if str(name) not in available:
+        raise SettingError("device", f"one this machine has ({', '.join(available)})", str(name))
+    return torch.device(name)
 
 
 def save_weights(path: str | Path, model: UNet, schedule_config: ScheduleConfig,
@@ -72,8 +98,10 @@ class Pipeline:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "Pipeline":
-        """Load a weights file written by train.py; raises WeightsError with a clear message."""
+    def load(cls, path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None) -> "Pipeline":
+        """Load a weights file written by train.py (by default the shipped one) onto `device` (by
+        default the best available); raises WeightsError or SettingError with a clear message."""
+        device = pick_device(device)
         tensors, metadata = load_safetensors(path, REQUIRED_METADATA, missing_hint=(
             "; the repository ships weights/mnist-diffusion.safetensors, or train weights with `python train.py`"))
         try:
@@ -84,7 +112,6 @@ class Pipeline:
             raise WeightsError(f"{path}: incompatible file, its configuration does not fit this code ({e})") from None
         model = UNet(unet_config)
         load_state(model, tensors, path)
-        device = torch.device(device) if device is not None else best_device()
         # channels_last lets the CPU's convolution kernels run about 1.4x faster here (see diffusion.bench).
         model = model.to(device, memory_format=torch.channels_last)
         return cls(model, NoiseSchedule(schedule_config), sampling_config, metadata)
@@ -95,21 +122,20 @@ class Pipeline:
         return torch.tensor(digits, dtype=torch.int64).repeat_interleave(samples_per_digit)
 
     def validate(self, digits, guidance_scale, seed, sampler=None, steps=None, samples_per_digit=1) -> None:
-        """Raise ValueError, saying what is allowed, for any setting this pipeline cannot sample with.
+        """Raise SettingError, saying what is allowed, for any setting this pipeline cannot sample with.
         sampler and steps are checked when given."""
-        num_classes = self.model.config.num_classes
+        num_classes, num_timesteps = self.model.config.num_classes, self.schedule.num_timesteps
         if not (isinstance(digits, (list, tuple)) and digits and all(is_integer(d) and 0 <= d < num_classes for d in digits)):
-            raise ValueError(f"digits must be a non-empty list of integers from 0 to {num_classes - 1}, not {digits!r}")
+            raise SettingError("digits", f"a non-empty list of integers from 0 to {num_classes - 1}", digits)
         if not (is_number(guidance_scale) and math.isfinite(guidance_scale) and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
-            raise ValueError(f"guidance_scale must be a number from 0 to {MAX_GUIDANCE_SCALE:g}, not {guidance_scale!r}")
+            raise SettingError("guidance_scale", f"a number from 0 to {MAX_GUIDANCE_SCALE:g}", guidance_scale)
         if sampler is not None and not (isinstance(sampler, str) and sampler in SAMPLERS):
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-        if steps is not None and not (is_integer(steps) and 1 <= steps <= self.schedule.num_timesteps):
-            raise ValueError(f"steps must be an integer from 1 to {self.schedule.num_timesteps}, not {steps!r}")
-        if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
-            raise ValueError(f"seed must be an integer from 0 to 2^63-1, not {seed!r}")
+            raise SettingError("sampler", f"one of {', '.join(SAMPLERS)}", sampler)
+        if steps is not None and not (is_integer(steps) and 1 <= steps <= num_timesteps):
+            raise SettingError("steps", f"an integer from 1 to {num_timesteps}", steps)
+        check_seed(seed)
         if not (is_integer(samples_per_digit) and samples_per_digit >= 1):
-            raise ValueError(f"samples_per_digit must be a positive integer, not {samples_per_digit!r}")
+            raise SettingError("samples_per_digit", "a positive integer", samples_per_digit)
 
     @torch.inference_mode()
     def sample_steps(self, digits: list[int], guidance_scale: float | None = None, sampler: str | None = None,
@@ -143,7 +169,7 @@ class Pipeline:
         guidance_scale = self.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
         self.validate(digits, guidance_scale, seed)
         if not (is_integer(timestep) and 0 <= timestep < self.schedule.num_timesteps):
-            raise ValueError(f"timestep must be an integer from 0 to {self.schedule.num_timesteps - 1}, not {timestep!r}")
+            raise SettingError("timestep", f"an integer from 0 to {self.schedule.num_timesteps - 1}", timestep)
         if len(digits) != len(images):
             raise ValueError(f"one digit per image: got {len(digits)} digits for {len(images)} images")
         images = images.to(self.device)

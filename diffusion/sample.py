@@ -3,53 +3,52 @@
     python -m diffusion.sample --digits 0-9 --per-digit 100 --out samples.npz --grid grid.png --gif process.gif
 
 samples.npz holds `images` (N, 28, 28) uint8 and `labels` (N,) int64, the digit each image
-was asked to be. Options left out take the weights' recommended settings.
+was asked to be. Options left out take the weights' recommended settings. The GIF is the
+app's animation (media.denoising_animation): x_t above x0, at least 3 s of motion, at most
+MAX_ANIMATED_PER_DIGIT samples of each digit.
 """
-
-import argparse
 
 import numpy as np
 
 from . import cli
 from .io import atomic_write
-from .media import sample_grid, save_gif, save_png, to_uint8, upscale
-from .pipeline import DEFAULT_WEIGHTS, MAX_SEED, Pipeline
+from .media import MAX_ANIMATED_PER_DIGIT, denoising_animation, sample_grid, save_animation, save_png, to_uint8, upscale
+from .pipeline import DEFAULT_WEIGHTS, MAX_GUIDANCE_SCALE, Pipeline
 from .samplers import SAMPLERS
 
-GIF_SCALE = 4  # 28 px digits become 112 px, nearest neighbour
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-    return int(text)
+# The library's parameter names, as this command spells them.
+FLAGS = {"digits": "--digits", "guidance_scale": "--guidance", "sampler": "--sampler", "steps": "--steps",
+         "seed": "--seed", "samples_per_digit": "--per-digit"}
 
 
 def main() -> None:
     p = cli.ArgumentParser(prog="python -m diffusion.sample", description="Generate MNIST digits.")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--digits", type=cli.parse_digits, default=list(range(10)), help="e.g. 7, 3,7 or 0-9 (default 0-9)")
-    p.add_argument("--per-digit", type=non_negative_int, default=1, help="samples of each digit")
+    p.add_argument("--per-digit", type=int, default=1, help="samples of each digit (default 1)")
     p.add_argument("--sampler", choices=list(SAMPLERS), help="default: the weights' recommendation")
-    p.add_argument("--steps", type=non_negative_int, help="denoising steps (default: the weights' recommendation)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale w: 0 unconditional, 1 conditional")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    p.add_argument("--out", default="samples.npz", help="npz with images and labels")
-    p.add_argument("--grid", help="also write a PNG grid, one column per digit")
-    p.add_argument("--gif", help="also write an animated GIF of the denoising process")
+    p.add_argument("--steps", type=int, help="denoising steps, 1 to 1000 (default: the weights' recommendation)")
+    p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale, 0 to {MAX_GUIDANCE_SCALE:g}: "
+                                                  "0 unconditional, 1 conditional (default: the weights')")
+    p.add_argument("--seed", type=int, default=0, help="0 to 2^63-1 (default 0)")
+    p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
+    p.add_argument("--out", type=cli.file_ending(".npz"), default="samples.npz", help="npz with images and labels")
+    p.add_argument("--grid", type=cli.file_ending(".png"), help="also write a PNG grid, one column per digit")
+    p.add_argument("--gif", type=cli.file_ending(".gif"),
+                   help=f"also write the denoising as an animated GIF (of at most {MAX_ANIMATED_PER_DIGIT} per digit)")
     args = p.parse_args()
-    if args.per_digit < 1:
-        p.error("--per-digit must be at least 1")
-    if args.seed > MAX_SEED:
-        p.error("--seed must be at most 2^63-1")
 
     pipeline = Pipeline.load(args.weights, device=args.device)
+    steps = pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler, steps=args.steps,
+                                  seed=args.seed, samples_per_digit=args.per_digit)
     frames = []
-    for step in pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler,
-                                      steps=args.steps, seed=args.seed, samples_per_digit=args.per_digit):
+    with cli.settings_as_flags(p, FLAGS):
         if args.gif:
-            frames.append(upscale(sample_grid(to_uint8(step.x), len(args.digits)), GIF_SCALE))
+            num_steps = args.steps or pipeline.sampling_config.steps
+            for step, new_frames in denoising_animation(steps, num_steps, len(args.digits), args.per_digit):
+                frames += new_frames
+        else:
+            *_, step = steps
     images = to_uint8(step.x)
     labels = Pipeline.labels(args.digits, args.per_digit).numpy()
 
@@ -61,7 +60,7 @@ def main() -> None:
         save_png(upscale(sample_grid(images, len(args.digits)), 2), args.grid)
         print(f"wrote {args.grid}")
     if args.gif:
-        save_gif(frames, args.gif)
+        save_animation(frames, args.gif)
         print(f"wrote {args.gif}: {len(frames)} frames")
 
 

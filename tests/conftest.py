@@ -58,11 +58,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = None, timeout: float = 120) -> None:
+    """Wait until `url` answers; fail, with the app's output from `log`, if it exits or takes too long."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the app exited with status {process.returncode} before serving:\n{process.stdout.read()}")
+            output = log.read_text() if log else ""
+            pytest.fail(f"the app exited with status {process.returncode} before serving:\n{output}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -73,13 +75,16 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120
 
 
 @pytest.fixture(scope="session")
-def served_app() -> str:
-    """`python app.py` started as a user starts it, on a free port; yields its URL."""
+def served_app(tmp_path_factory) -> str:
+    """`python app.py` started as a user starts it, on a free port; yields its URL. Its output goes
+    to a file: a pipe nobody reads would stall the app once full (each refused request logs)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path_factory.mktemp("served-app") / "app.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
+                                   stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
-    wait_until_serving(url, process)
+    wait_until_serving(url, process, log)
     yield url
     process.terminate()
     process.wait(timeout=30)

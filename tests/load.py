@@ -50,7 +50,7 @@ def run_users(url: str, users: int, requests: int, first_seed: int) -> list[tupl
         for r in range(requests):
             digit, seed = (index + r) % 10, (first_seed + index * requests + r) % MAX_UI_SEED
             started = time.perf_counter()
-            job = client.submit(digit=str(digit), seed=seed, randomize_seed=False, api_name="/generate")
+            job = client.submit(digit=str(digit), seed=seed, api_name="/generate")
             try:
                 result = job.result(timeout=REQUEST_TIMEOUT_S)
                 outcomes.append(("completed", time.perf_counter() - started, digit, seed, result[3]))  # the PNG

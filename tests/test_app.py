@@ -2,6 +2,10 @@
 
 import base64
 import math
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +22,7 @@ import app
 from diffusion import media
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
-from .conftest import free_port, run_script
+from .conftest import ROOT, free_port, run_script
 
 
 class FakeClock:
@@ -44,7 +48,7 @@ def decode(data_url: str) -> np.ndarray:
 
 def library_image(pipe, digits: list[int], **settings) -> np.ndarray:
     """What the library gives for these settings, laid out and upscaled as the app's PNG."""
-    return enlarge(sample_grid(to_uint8(pipe.generate(digits, **settings)), len(digits)), app.PICTURE_SIZE)
+    return enlarge(sample_grid(to_uint8(pipe.generate(digits, **settings)), len(digits)), media.ANIMATION_SIZE)
 
 
 def top_half(frame: np.ndarray) -> np.ndarray:
@@ -54,7 +58,7 @@ def top_half(frame: np.ndarray) -> np.ndarray:
 
 def test_generate_previews_while_computing_then_plays_the_whole_process(demo, shipped_pipeline):
     settings = {"guidance_scale": 2.0, "sampler": "ddim", "steps": 8, "seed": 11, "samples_per_digit": 2}
-    updates = list(demo.generate("4", 2.0, "ddim", 8, 11, False, 2))
+    updates = list(demo.generate("4", 2.0, "ddim", 8, 11, 2))
 
     # A preview after each step but the last (this clock says a second passed), then the result.
     assert len(updates) == 7 + 1
@@ -72,10 +76,10 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
     np.testing.assert_array_equal(top_half(animation[0]), sample_grid(to_uint8(x_T), 1))
     final = library_image(shipped_pipeline, [4], **settings)
     np.testing.assert_array_equal(iio.imread(png_path), final)
-    np.testing.assert_array_equal(enlarge(top_half(animation[-1]), app.PICTURE_SIZE), final)
+    np.testing.assert_array_equal(enlarge(top_half(animation[-1]), media.ANIMATION_SIZE), final)
     # The download is the same animation, upscaled as the page shows it.
     gif = iio.imread(gif_path, index=None)
-    scale = media.crisp_scale(animation[0].shape, app.PICTURE_SIZE)
+    scale = media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
     np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
     assert picture["width"] == animation.shape[2] * scale
     assert Path(gif_path).name == "mnist-digit-4_ddim-8-steps_guidance-2_seed-11_x2.gif"
@@ -85,18 +89,21 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
 
 
 def test_random_seed_is_shown_and_reproduces_the_result(demo):
-    *_, (_, status, _, png, seed) = demo.generate("all ten", 1.5, "dpmpp", 3, 0, True, 1)
+    *_, (_, status, _, png, seed) = demo.generate("all ten", 1.5, "dpmpp", 3, None, 1)
     assert isinstance(seed, int) and f"seed {seed} " in status
-    *_, (_, _, _, again, same_seed) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, False, 1)
+    *_, (_, _, _, again, same_seed) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, 1)
     assert same_seed == seed
     np.testing.assert_array_equal(iio.imread(again), iio.imread(png))
-    # The seed box (which each run writes its seed into) shows only while random is off.
-    assert app.seed_box(True).visible is False and app.seed_box(False).visible is True
+    # The seed box shows only while random is off, starting at the picture's seed; hidden, it
+    # is empty, so that each run picks a seed.
+    assert app.seed_box(False, seed).visible is True and app.seed_box(False, seed).value == seed
+    assert app.seed_box(False, None).value == 0  # before any picture
+    assert app.seed_box(True, seed).visible is False and app.seed_box(True, seed).value is None
 
 
 def test_the_preview_keeps_its_pace_and_the_animation_its_length_on_long_runs(tiny_pipeline, tmp_path):
     # Two clock readings a step, 1/64 s each: 4 steps pass 0.1 s, so a preview every 4th step.
-    updates = list(app.Demo(tiny_pipeline, tmp_path, clock=FakeClock()).generate("1", 1.5, "ddpm", 100, 0, False, 1))
+    updates = list(app.Demo(tiny_pipeline, tmp_path, clock=FakeClock()).generate("1", 1.5, "ddpm", 100, 0, 1))
     previews = [update[1] for update in updates[:-1]]
     assert previews == [f"Step {i} of 100 · {(2 * i - 1) / 64:.1f} s" for i in range(1, 100, 4)]
     animation = decode(updates[-1][0]["src"])
@@ -108,7 +115,7 @@ def test_the_preview_keeps_its_pace_and_the_animation_its_length_on_long_runs(ti
 def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo, shipped_pipeline):
     page, other_page = gr.Request(session_hash="page"), gr.Request(session_hash="other page")
     demo.start(page)
-    updates = demo.generate("7", 1.5, "ddpm", 1000, 3, False, 1, page)
+    updates = demo.generate("7", 1.5, "ddpm", 1000, 3, 1, page)
     for _ in range(5):
         next(updates)
     demo.stop(other_page)  # another page's Stop stops nothing here
@@ -127,7 +134,7 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
 
     demo.start(page)
     demo.stop(page)  # pressed while the request waited for its turn: no model work at all
-    [(_, status, *_)] = list(demo.generate("7", 1.5, "ddim", 50, 3, False, 1, page))
+    [(_, status, *_)] = list(demo.generate("7", 1.5, "ddim", 50, 3, 1, page))
     assert status == "Stopped before it started." and not demo.runs
 
 
@@ -142,7 +149,7 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
 ])
 def test_bad_settings_raise_a_clear_error(demo, digit, guidance_scale, sampler, steps, samples_per_digit, message):
     with pytest.raises(gr.Error, match=message):
-        next(demo.generate(digit, guidance_scale, sampler, steps, 0, False, samples_per_digit))
+        next(demo.generate(digit, guidance_scale, sampler, steps, 0, samples_per_digit))
 
 
 def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipeline):
@@ -189,8 +196,7 @@ def test_step_slider_fits_the_sampler(shipped_pipeline):
 # The app as users run it: `python app.py`, then gradio_client.
 
 def api_generate(client: Client, digit: str, **settings):
-    options = {"guidance_scale": 1.5, "sampler": "dpmpp", "steps": 10, "seed": 0, "randomize_seed": False,
-               "samples_per_digit": 1} | settings
+    options = {"guidance_scale": 1.5, "sampler": "dpmpp", "steps": 10, "seed": 0, "samples_per_digit": 1} | settings
     return client.predict(digit=digit, **options, api_name="/generate")
 
 
@@ -204,7 +210,7 @@ def test_api_generate_returns_the_images_and_a_gif(served_app, shipped_pipeline)
         gif, animation = iio.imread(gif_path, index=None), decode(picture["src"])
         # Each request its own animation, however many came before in the same session.
         assert len(animation) == 1 + 10 * math.ceil(media.MIN_FRAMES / 10)
-        scale = media.crisp_scale(animation[0].shape, app.PICTURE_SIZE)
+        scale = media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
         np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
         assert Path(gif_path).name == f"mnist-digit-{digit}_dpmpp-10-steps_guidance-1.5_seed-{seed}_x1.gif"
 
@@ -221,6 +227,38 @@ def test_four_simultaneous_clients_each_get_their_own_result(served_app, shipped
     for (digit, seed), result in zip(requests, results):
         expected = library_image(shipped_pipeline, [int(digit)], seed=seed, guidance_scale=1.5, sampler="dpmpp", steps=10)
         np.testing.assert_array_equal(result, expected)
+
+
+def test_an_api_caller_who_passes_a_seed_gets_that_seed_and_every_seed_is_checked(served_app):
+    client = Client(served_app, verbose=False)
+    first, second = (client.predict(digit="3", seed=42, api_name="/generate") for _ in range(2))
+    assert first[4] == second[4] == 42 and "seed 42 " in first[1]
+    np.testing.assert_array_equal(iio.imread(first[3]), iio.imread(second[3]))
+    assert first[0]["src"] == second[0]["src"], "the same animation"
+    chosen = client.predict(digit="3", api_name="/generate")[4]  # no seed: a random one, named
+    assert isinstance(chosen, int) and 0 <= chosen < 2**32
+    for seed in (-17, 2**80, 3.5, "x"):
+        with pytest.raises(Exception, match=re.escape(f"seed must be an integer from 0 to 2^63-1, not {seed!r}")):
+            client.predict(digit="3", seed=seed, api_name="/generate")
+
+
+def test_the_api_describes_its_settings_and_results(served_app):
+    """What `Client.view_api()` tells a caller: integer types for integer settings, a name for
+    every result, a seed that may be left out; and plain text where text comes back."""
+    endpoints = Client(served_app, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    generate = endpoints["/generate"]
+    types = {p["parameter_name"]: p["python_type"]["type"] for p in generate["parameters"]}
+    assert types["steps"] == types["samples_per_digit"] == types["seed"] == "int"
+    [seed] = [p for p in generate["parameters"] if p["parameter_name"] == "seed"]
+    assert seed["parameter_has_default"] and seed["parameter_default"] is None  # may be left out: a random seed
+    assert [r["label"] for r in generate["returns"]] == ["picture", "status", "Animation (GIF)", "Final image (PNG)", "seed"]
+    forward = endpoints["/forward_process"]
+    assert {p["parameter_name"]: p["python_type"]["type"] for p in forward["parameters"]}["timestep"] == "int"
+    assert [r["label"] for r in forward["returns"]] == ["figures", "details"]
+    for endpoint in endpoints.values():
+        assert all(not r["label"].startswith("value_") for r in endpoint["returns"])
+    _, details = Client(served_app, verbose=False).predict(digit="3", timestep=500, seed=0, api_name="/forward_process")
+    assert details.startswith("t = 500: x_t = ") and not re.search(r"[*`#\\]", details), details
 
 
 def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
@@ -249,10 +287,10 @@ def small_queue_app(shipped_pipeline):
 
 def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
     url, model_calls = small_queue_app
-    running = Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, 0, False, 1, api_name="/generate")
+    running = Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, 0, 1, api_name="/generate")
     while not model_calls:
         time.sleep(0.05)
-    waiting = Client(url, verbose=False).submit("5", 1.5, "dpmpp", 10, 0, False, 1, api_name="/generate")
+    waiting = Client(url, verbose=False).submit("5", 1.5, "dpmpp", 10, 0, 1, api_name="/generate")
     deadline = time.monotonic() + 60  # wait until it holds the one place in the queue, however busy the machine
     while waiting.status().code.name != "IN_QUEUE":
         assert time.monotonic() < deadline, f"the second request never joined the queue: {waiting.status()}"
@@ -281,6 +319,39 @@ def test_startup_with_bad_weights_stops_with_one_clear_line(tmp_path, weights):
         assert "python train.py" in result.stderr
 
 
-def test_a_bad_port_is_one_clear_line():
-    result = run_script("app.py", "--port", "http", timeout=120)
-    assert result.returncode == 2 and "expected a port number" in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--port", "http"], "argument --port: expected a port number from 1 to 65535, not 'http'"),
+    (["--port", "{taken}"], "argument --port: port {taken} is in use (by another app.py?); choose another with --port"),
+    (["--device", "cuda"], "argument --device: must be one this machine has"),
+    (["--device", "tpu"], "argument --device: must be one this machine has"),
+    (["--host", "no-such-host.invalid"], "argument --host: cannot resolve 'no-such-host.invalid'"),
+    (["--host", "192.0.2.1"], "argument --host: cannot listen on 192.0.2.1"),  # TEST-NET-1: no machine's own
+])
+def test_a_bad_flag_or_a_taken_port_is_one_line_naming_the_flag(args, message):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args, message = [a.replace("{taken}", port) for a in args], message.replace("{taken}", port)
+        if "cuda" in args and torch.cuda.is_available():
+            args[args.index("cuda")] = f"cuda:{torch.cuda.device_count()}"  # one this machine lacks
+        result = run_script("app.py", *(["--port", port] if "--port" not in args else []), *args, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Loading" not in result.stdout, "refused before the weights load"
+
+
+def test_startup_says_what_it_is_doing_and_where_it_serves():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(4)]
+    finally:
+        process.terminate()
+        rest = process.communicate(timeout=60)[0]
+    assert lines[0].startswith("Starting the MNIST diffusion demo: loading PyTorch and Gradio")
+    assert lines[1].startswith("Loading ") and "mnist-diffusion.safetensors" in lines[1]
+    assert lines[2] == "Loaded the model on cpu.\n"
+    assert lines[3] == f"Serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+    assert "share=True" not in "".join(lines) + rest

@@ -8,7 +8,8 @@ screenshot before, during and after each run and of every tab, in the folder it 
 (BROWSER_SCREENSHOTS names one; by default a temporary folder), to be looked at.
 
 Needs `apt-get install -y chromium` and `pip install playwright` (both done by .ci/run);
-CHROMIUM names another Chromium binary, APP_SCREENSHOT a path to keep the desktop screenshot at.
+CHROMIUM names another Chromium binary; README_ASSETS a folder to keep the README's views of
+the app in (app.png and app-phone.png: the default run playing, as the screen shows it).
 """
 
 import base64
@@ -16,15 +17,16 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # needs Chromium: see the README's "Test"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+README_VIEWS = {"desktop": "app.png", "phone": "app-phone.png"}
 MIN_CELL_PX = {"desktop": 56, "phone": 28}  # a 28 px digit at least 2x on a desktop, 1x on a phone
 
 # Where a person would look at the live picture: its centre and four inner points; what the
@@ -42,9 +44,10 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the browser test needs Playwright: pip install -r requirements-dev.txt")
+        pytest.fail("the browser test needs Playwright: pip install -e '.[dev]' (or leave the slow tests out: -m 'not slow')")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium (or set CHROMIUM)")
+        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium on Debian or Ubuntu, or "
+                    "set CHROMIUM to a Chromium or Chrome binary (or leave the slow tests out: -m 'not slow')")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser
@@ -122,11 +125,18 @@ def check(viewport: str, page, shoot, report) -> None:
     seed = status.inner_text().split("seed ")[1].split(" ")[0]
     assert seed.isdigit(), "the status names the seed that made the picture"
 
-    # Untick Random seed: the box appears with the picture's seed, ready to make it again.
+    # Untick Random seed: the box appears with the picture's seed, and Generate makes that picture again.
     expect(page.locator("#seed")).to_be_hidden()
     page.locator("#random-seed input").uncheck()
     expect(page.locator("#seed input")).to_have_value(seed)
+    picture_src = picture.get_attribute("src")
+    page.locator("#generate").click()
+    expect(status).to_contain_text(f"seed {seed} ", timeout=60_000)
+    expect(status).to_contain_text("made in", timeout=60_000)
+    assert picture.get_attribute("src") == picture_src, "the same seed and settings make the same animation"
+    shoot("3b-generate-same-seed-again")
     page.locator("#random-seed input").check()
+    expect(page.locator("#seed")).to_be_hidden()
 
     # A long run of all ten, several per digit: the live picture is never covered, then Stop.
     page.locator("#digit").get_by_label("all ten", exact=True).check()
@@ -193,6 +203,8 @@ def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport
 
     def shoot(name: str) -> None:
         page.screenshot(path=screenshots / f"{viewport}-{name}.png", full_page=True)
+        if name == "3-generate-default-playing" and os.environ.get("README_ASSETS"):
+            page.screenshot(path=Path(os.environ["README_ASSETS"]) / README_VIEWS[viewport])
 
     def report(line: str) -> None:
         with capsys.disabled():
@@ -203,5 +215,3 @@ def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport
     finally:
         shoot("last")
         page.close()
-    if viewport == "desktop" and os.environ.get("APP_SCREENSHOT"):
-        shutil.copy(screenshots / "desktop-3-generate-default-playing.png", os.environ["APP_SCREENSHOT"])

@@ -3,6 +3,9 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from PIL import Image
+
+from diffusion import media
 
 from .conftest import run_script
 
@@ -16,25 +19,57 @@ def test_sample_cli_writes_npz_grid_and_gif(tmp_path):
         assert data["images"].shape == (4, 28, 28) and data["images"].dtype == np.uint8
         assert data["labels"].tolist() == [3, 3, 7, 7] and data["labels"].dtype == np.int64
         assert data["images"].max() > 200 and data["images"].min() < 50  # a digit: bright strokes on black
-    assert iio.imread(gif, index=None).shape[0] == 4  # one frame per step
+    # The app's animation: x_t above x0 (2 x 2 grids of 30 px cells and a 4 px bar), upscaled
+    # crisply, with at least 48 frames of motion whatever the step count.
+    frames = iio.imread(gif, index=None)
+    assert frames.shape[0] > media.MIN_FRAMES
+    assert frames.shape[1:] == (3 * (2 * 62 + 4), 3 * 62), frames.shape
+    with Image.open(gif) as animation:
+        durations = [animation.seek(i) or animation.info["duration"] for i in range(animation.n_frames)]
+    frame_ms = round(1000 / media.FPS) // 10 * 10  # a GIF counts in hundredths of a second
+    assert set(durations[:-1]) == {frame_ms} and durations[-1] == 1000 * media.HOLD_FINAL_S
     assert iio.imread(grid).ndim == 2
 
 
+def test_sample_cli_gif_of_a_big_batch_shows_the_first_samples_of_each_digit_at_the_apps_pace(tmp_path):
+    gif = tmp_path / "big.gif"
+    result = run_script("-m", "diffusion.sample", "--digits", "0-9", "--per-digit", "12", "--steps", "2",
+                        "--out", str(tmp_path / "s.npz"), "--gif", str(gif))
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "s.npz") as data:
+        assert len(data["images"]) == 120  # all samples are kept ...
+    frames = iio.imread(gif, index=None)
+    shown = media.MAX_ANIMATED_PER_DIGIT
+    assert frames.shape[0] > media.MIN_FRAMES  # ... and the animation is paced as the app's
+    # ... and shows 8 of each digit: two grids of 8 rows of 30 px (28 and padding) and a bar, upscaled.
+    scale = frames.shape[2] // (10 * 30 + 2)
+    assert frames.shape[1:] == (scale * (2 * (shown * 30 + 2) + 4), scale * (10 * 30 + 2)), frames.shape
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--digits", "x"], "invalid digits"), (["--digits", "10"], "digits go from 0 to 9"),
-    (["--digits", "5-2"], "ranges upwards"), (["--steps", "0"], "steps must be"),
-    (["--steps", "-5"], "non-negative integer"), (["--sampler", "euler"], "invalid choice"),
-    (["--guidance", "nan"], "guidance_scale"), (["--guidance", "abc"], "invalid float"),
-    (["--seed", str(2**70)], "seed"), (["--per-digit", "0"], "per-digit"),
+    (["--digits", "x"], "argument --digits: invalid digits"), (["--digits", "10"], "digits go from 0 to 9"),
+    (["--digits", "5-2"], "ranges upwards"), (["--steps", "0"], "argument --steps: must be an integer from 1 to 1000"),
+    (["--steps", "-5"], "argument --steps: must be an integer from 1"), (["--sampler", "euler"], "invalid choice"),
+    (["--guidance", "-1"], "argument --guidance: must be a number from 0 to 100, not -1.0"),
+    (["--guidance", "nan"], "argument --guidance: must be a number"), (["--guidance", "abc"], "invalid float"),
+    (["--seed", str(2**70)], "argument --seed: must be an integer from 0 to 2^63-1"),
+    (["--seed", "-3"], "argument --seed: must be an integer from 0"),
+    (["--per-digit", "0"], "argument --per-digit: must be a positive integer"),
+    (["--gif", "out.png"], "argument --gif: must be a file name ending in .gif, not 'out.png'"),
+    (["--grid", "grid.gif"], "argument --grid: must be a file name ending in .png"),
+    (["--out", "samples.txt"], "argument --out: must be a file name ending in .npz"),
+    (["--device", "tpu"], "argument --device: must be one this machine has"),
     (["--weights", "nowhere.safetensors"], "no such file"),
 ])
-def test_sample_cli_bad_arguments_exit_with_one_line(tmp_path, args, message):
-    result = run_script("-m", "diffusion.sample", "--out", str(tmp_path / "s.npz"), *args)
+def test_sample_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, args, message):
+    out = args[1] if args[0] == "--out" else str(tmp_path / "s.npz")
+    result = run_script("-m", "diffusion.sample", "--out", out, *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (tmp_path / "s.npz").exists()
+    assert not (tmp_path / "s.npz").exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root):
     out = tmp_path / "r.json"
     result = run_script("-m", "diffusion.evaluate", "--data-dir", mnist_root, "--per-digit", "3",
@@ -46,6 +81,7 @@ def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root
     assert "| dpmpp | 4 | 1.5 |" in (tmp_path / "t.md").read_text()
 
 
+@pytest.mark.slow
 def test_bench_measures_each_cell_and_compares(tmp_path):
     out = tmp_path / "bench.json"
     result = run_script("-m", "diffusion.bench", "--samplers", "dpmpp:2,ddpm:50", "--sizes", "1,10", "--repeats", "2",
@@ -70,6 +106,13 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     assert f"device {bench['device']}" in result.stdout
 
 
-def test_bench_refuses_bad_settings():
-    result = run_script("-m", "diffusion.bench", "--repeats", "0")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
+@pytest.mark.parametrize("script, args, message", [
+    ("diffusion.bench", ["--repeats", "0"], "--repeats, --budget and --sizes must be positive"),
+    ("diffusion.bench", ["--samplers", "dpmpp:0"], "argument --samplers (steps): must be an integer from 1 to 1000"),
+    ("diffusion.bench", ["--guidance", "200"], "argument --guidance: must be a number from 0 to 100"),
+    ("diffusion.evaluate", ["--samplers", "euler:5"], "argument --samplers (sampler): must be one of ddpm, ddim, dpmpp"),
+    ("diffusion.evaluate", ["--device", "cuda:7"], "argument --device: must be one this machine has"),
+])
+def test_bench_and_evaluate_refuse_bad_settings_naming_the_flag(script, args, message):
+    result = run_script("-m", script, *args)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr

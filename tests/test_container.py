@@ -26,6 +26,7 @@ from diffusion.classifier import load_classifier, predict
 
 from .conftest import ROOT, free_port
 
+pytestmark = pytest.mark.slow  # needs a container engine and minutes: see the README's "Test"
 PREPARE = ROOT.parent / "shared" / "container" / "prepare.sh"
 IMAGE = "mnist-diffusion:smoke-test"
 
@@ -54,8 +55,9 @@ def find_engine() -> Engine:
         engine, build_args, run_args = result.stdout.splitlines()[-3:]
         # podman builds OCI images unless told otherwise, and OCI images drop HEALTHCHECK.
         return Engine(shlex.split(engine), [*shlex.split(build_args), "--format", "docker"], shlex.split(run_args))
-    pytest.fail(f"the container test needs docker with a running engine, or podman through {PREPARE}; "
-                "neither is available here")
+    pytest.fail("the container test needs a container engine and neither answers here: Docker with a running "
+                "engine (https://docs.docker.com/engine/install/), or podman (apt-get install -y podman; on this "
+                f"project's machines through {PREPARE}); or leave the slow tests out: -m 'not slow'")
 
 
 def finished_at(text: str) -> float:
@@ -105,8 +107,8 @@ def test_the_image_builds_serves_trains_and_stops_promptly(tmp_path, mnist_root,
         started = time.monotonic()
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         _, details, gif_path, image_path, _ = client.predict(
-            digit="all ten", guidance_scale=1.5, sampler="dpmpp", steps=10, seed=0, randomize_seed=False,
-            samples_per_digit=1, api_name="/generate")
+            digit="all ten", guidance_scale=1.5, sampler="dpmpp", steps=10, seed=0, samples_per_digit=1,
+            api_name="/generate")
         figures["API round trip"] = f"{time.monotonic() - started:.1f} s ({details})"
         image = iio.imread(image_path)
         scale = image.shape[1] // (10 * 30 + 2)  # ten 28 px digits with 2 px padding, upscaled

@@ -19,8 +19,7 @@ import app
 
 from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, run_script
 
-GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "randomize_seed": False,
-        "samples_per_digit": 1}
+GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
 BAD_VALUES = [
     ("digit", -1, "digit must be one of"),
@@ -37,6 +36,7 @@ BAD_VALUES = [
     ("seed", -2, "seed must be an integer from 0"),
     ("seed", 2**70, "seed must be an integer from 0"),
     ("seed", "abc", "seed must be an integer from 0"),
+    ("seed", 3.5, "seed must be an integer from 0"),
     ("samples_per_digit", 0, "samples_per_digit must be a positive integer"),
     ("samples_per_digit", 10**4, "samples per digit go from 1 to 8"),
     ("sampler", "euler", "sampler must be one of"),

@@ -1,6 +1,10 @@
 """The load script as CI runs it: many users at once, then 200 requests in a row."""
 
+import pytest
+
 from .conftest import run_script
+
+pytestmark = pytest.mark.slow  # a fresh server and 280 requests: see the README's "Test"
 
 
 def test_eight_users_and_two_hundred_requests_all_get_their_own_result(capsys):

@@ -33,6 +33,7 @@ def straight_run(tmp_path_factory, mnist_root):
 STEPS = 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, straight_run, stop):
     # Stop a run at a random moment after its first checkpoint exists, then run the same command again.
@@ -72,6 +73,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path, mnist_root):
     assert other.returncode == 2 and "other settings (lr differ)" in other.stderr
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path, mnist_root):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from diffusion import Pipeline, SamplingConfig, UNetConfig, WeightsError
+from diffusion import Pipeline, SamplingConfig, SettingError, UNetConfig, WeightsError, best_device, pick_device
 from diffusion.classifier import load_classifier, predict
 from diffusion.pipeline import save_weights
 
@@ -65,10 +65,19 @@ def test_sample_steps_streams_every_step(tiny_pipeline):
     ({"sampler": "euler"}, "sampler"), ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"),
     ({"seed": -2}, "seed"), ({"seed": 2**70}, "seed"), ({"samples_per_digit": 0}, "samples_per_digit"),
 ])
-def test_bad_requests_get_clear_errors(tiny_pipeline, options, message):
+def test_bad_requests_get_clear_errors_naming_the_setting(tiny_pipeline, options, message):
     options = {"digits": [1], **options}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(SettingError, match=f"^{message} must be ") as refused:
         tiny_pipeline.generate(options.pop("digits"), **options)
+    assert refused.value.name == message  # so that a CLI can name its own flag
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work():
+    assert pick_device(None) == best_device() and pick_device("cpu") == torch.device("cpu")
+    lacking = f"cuda:{torch.cuda.device_count()}"  # one more than there are, if any
+    for name in (lacking, "tpu", "gpu"):
+        with pytest.raises(SettingError, match=f"device must be one this machine has \\(.*cpu\\), not '{name}'"):
+            Pipeline.load(device=name)
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path):

@@ -101,8 +101,13 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
         assert cell["first_step_s"] > 0
         assert 0 < cell["share_of_matmul_peak"] < 2 and cell["images_per_s"] > 0
     assert bench["forward_flops_per_image"] > 1e8 and bench["matmul_peak_flops_per_s"] > 1e9
-    assert bench["comparisons"]["diffusers_over_ours"] > 0 and bench["training_images_per_s"] > 0
-    assert "GFLOP/s" in result.stdout and "DPMSolverMultistepScheduler" in result.stdout
+    # diffusers is compared with our ten-digit cell, when that was measured rather than skipped.
+    if ("dpmpp", 2, 10) in cells:
+        assert bench["comparisons"]["diffusers_over_ours"] > 0 and "DPMSolverMultistepScheduler" in result.stdout
+    else:
+        assert "diffusers_over_ours" not in bench["comparisons"]
+    assert bench["training_images_per_s"] > 0
+    assert "GFLOP/s" in result.stdout
     assert f"device {bench['device']}" in result.stdout
 
 

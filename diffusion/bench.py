@@ -181,9 +181,7 @@ def main() -> None:
     default = (recommended.sampler, recommended.steps)
     samplers = args.samplers or [default] + [(name, usual) for name, (_, _, usual) in STEP_RANGES.items()
                                              if (name, usual) != default]
-    with cli.settings_as_flags(p, {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance"}):
-        for sampler, steps in samplers:  # before the long work starts
-            pipeline.validate([0], guidance_scale, 0, sampler, steps)
+    cli.check_sweep(p, pipeline, samplers, [guidance_scale])
     device = pipeline.device
     print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"guidance {guidance_scale:g}; up to {repeats} timed runs per cell after a warm-up", flush=True)

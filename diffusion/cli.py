@@ -1,12 +1,18 @@
 """What the command-line scripts share: one-line errors that name the flag, and the digit list syntax."""
 
 import argparse
+import itertools
 import sys
 from contextlib import contextmanager
 from typing import Callable
 
 from .io import WeightsError
-from .pipeline import SettingError, pick_device
+from .pipeline import Pipeline, SettingError, pick_device
+
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then the CPU)"
+# The library's parameter names as the sweeping tools (evaluate, bench) spell them.
+SWEEP_FLAGS = {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance",
+               "seed": "--seed"}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,6 +45,14 @@ def settings_as_flags(parser: argparse.ArgumentParser, flags: dict[str, str]):
         parser.error(f"argument {flags.get(e.name, e.name)}: must be {e.allowed}, not {e.value!r}")
 
 
+def check_sweep(parser: argparse.ArgumentParser, pipeline: Pipeline, samplers: list[tuple[str, int]],
+                guidance_scales: list[float], seed: int = 0) -> None:
+    """Check every setting of a sweep before its long work starts, reporting a bad one by its flag."""
+    with settings_as_flags(parser, SWEEP_FLAGS):
+        for (sampler, steps), guidance_scale in itertools.product(samplers, guidance_scales):
+            pipeline.validate([0], guidance_scale, seed, sampler, steps)
+
+
 def device(text: str) -> str:
     """--device: a device this machine has, checked before any work starts."""
     try:
@@ -46,9 +60,6 @@ def device(text: str) -> str:
     except SettingError as e:
         raise argparse.ArgumentTypeError(f"must be {e.allowed}, not {text!r}") from None
     return text
-
-
-DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then the CPU)"
 
 
 def file_ending(suffix: str) -> Callable[[str], str]:

@@ -12,7 +12,6 @@ For each sampler x steps x guidance setting it reports, as JSON:
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
 """
 
-import itertools
 import json
 import statistics
 
@@ -106,10 +105,7 @@ def main() -> None:
     except ValueError:
         p.error(f"--guidance takes numbers like 1,2,3, not {args.guidance!r}")
     batch_size = max(args.per_digit, args.batch_size // args.per_digit * args.per_digit)
-    flags = {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance", "seed": "--seed"}
-    with cli.settings_as_flags(p, flags):  # before the long work starts
-        for (sampler, steps), guidance_scale in itertools.product(samplers, guidance_scales):
-            pipeline.validate(list(range(10)), guidance_scale, args.seed, sampler, steps)
+    cli.check_sweep(p, pipeline, samplers, guidance_scales, args.seed)
 
     classifier = load_classifier(args.classifier, pipeline.device)
     test_images, _ = load_mnist(args.data_dir, train=False)

@@ -50,11 +50,6 @@ class SettingError(ValueError):
         self.name, self.allowed, self.value = name, allowed, value
 
 
-def check_seed(seed) -> None:
-    if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
-        raise SettingError("seed", "an integer from 0 to 2^63-1", seed)
-
-
 def available_devices() -> list[str]:
     """The devices this machine can run on, best first: CUDA, then Apple MPS, then the CPU."""
     cuda = ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
@@ -133,7 +128,8 @@ class Pipeline:
             raise SettingError("sampler", f"one of {', '.join(SAMPLERS)}", sampler)
         if steps is not None and not (is_integer(steps) and 1 <= steps <= num_timesteps):
             raise SettingError("steps", f"an integer from 1 to {num_timesteps}", steps)
-        check_seed(seed)
+        if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
+            raise SettingError("seed", "an integer from 0 to 2^63-1", seed)
         if not (is_integer(samples_per_digit) and samples_per_digit >= 1):
             raise SettingError("samples_per_digit", "a positive integer", samples_per_digit)
 

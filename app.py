@@ -41,7 +41,9 @@ ROW_SIZE = 640  # about, the width of a row of the guidance comparison
 FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
-MAX_QUEUE_SIZE = 16  # waiting requests; more get Gradio's "Queue is full" message
+MAX_RUNS_AT_ONCE = 32  # requests sampling at the same time, sharing the model's forward passes
+MAX_QUEUE_SIZE = 64  # requests waiting for one of those places; more get Gradio's "busy" message
+BUSY_MESSAGE = "The demo is busy: {} people are generating right now. Try again in a few seconds."
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
 # The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
 CSS = """
@@ -392,8 +394,7 @@ def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s:
         gr.on([forward_tab.select, timestep.release, digit.change, seed.submit], demo.forward_process,
               [digit, timestep, seed], outputs, api_name="forward_process", concurrency_id="model",
               trigger_mode="always_last", preprocess=False, show_progress="hidden")
-    # One model on a few CPU cores: requests take turns rather than slow each other down.
-    app.queue(max_size=max_queue_size, default_concurrency_limit=1)
+    app.queue(max_size=max_queue_size, default_concurrency_limit=MAX_RUNS_AT_ONCE)
     return app
 
 
@@ -433,14 +434,14 @@ def main() -> None:
     check_can_listen(p, args.host, args.port)
 
     print(f"Loading {args.weights}…", flush=True)
-    pipe = Pipeline.load(args.weights, device=args.device)
+    pipe = Pipeline.load(args.weights, device=args.device, shared=True)
     print(f"Loaded the model on {pipe.device.type}.", flush=True)
     # SIGTERM (docker stop) then shuts the server down as Ctrl-C does, instead of waiting to be killed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # quiet: Gradio's banner would suggest share=True, a public link this demo does not offer.
     app = build_app(pipe)
     app.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"], quiet=True,
-               prevent_thread_lock=True)
+               prevent_thread_lock=True, max_threads=MAX_RUNS_AT_ONCE + 40)
     print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server
     # Leave at once: the native teardown of torch's libraries after that takes 1.2 s here,

@@ -4,6 +4,9 @@
     images = pipe.generate(digits=[3, 7], samples_per_digit=4, seed=0)     # (8, 1, 28, 28) in [-1, 1]
     for step in pipe.sample_steps(digits=[3], seed=0): ...                 # stream the denoising
     x_t, x0 = pipe.denoise_in_one_step(images, digits=[3], timestep=500)  # the forward process and back
+
+A server that samples for many requests at once loads it with `shared=True`: threads that sample
+at the same time then share the model's forward passes (batching.py).
 """
 
 import math
@@ -13,6 +16,7 @@ from typing import Iterator
 
 import torch
 
+from .batching import SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
 from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
@@ -85,17 +89,22 @@ def save_weights(path: str | Path, model: UNet, schedule_config: ScheduleConfig,
 
 class Pipeline:
     def __init__(self, model: UNet, schedule: NoiseSchedule, sampling_config: SamplingConfig,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, shared: bool = False):
         self.model = model.eval()
         self.schedule = schedule
         self.sampling_config = sampling_config
         self.metadata = metadata or {}
         self.device = next(model.parameters()).device
+        # What the samplers call for noise predictions: the model itself, or with shared=True a
+        # SharedModel, through which threads sampling at the same time share forward passes.
+        self.denoiser = SharedModel(self.model) if shared else self.model
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None) -> "Pipeline":
+    def load(cls, path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None,
+             shared: bool = False) -> "Pipeline":
         """Load a weights file written by train.py (by default the shipped one) onto `device` (by
-        default the best available); raises WeightsError or SettingError with a clear message."""
+        default the best available); raises WeightsError or SettingError with a clear message.
+        shared=True: for a server, forward passes shared between threads (see Pipeline.__init__)."""
         device = pick_device(device)
         tensors, metadata = load_safetensors(path, REQUIRED_METADATA, missing_hint=(
             "; the repository ships weights/mnist-diffusion.safetensors, or train weights with `python train.py`"))
@@ -109,7 +118,7 @@ class Pipeline:
         load_state(model, tensors, path)
         # channels_last lets the CPU's convolution kernels run about 1.4x faster here (see diffusion.bench).
         model = model.to(device, memory_format=torch.channels_last)
-        return cls(model, NoiseSchedule(schedule_config), sampling_config, metadata)
+        return cls(model, NoiseSchedule(schedule_config), sampling_config, metadata, shared)
 
     @staticmethod
     def labels(digits: list[int], samples_per_digit: int = 1) -> torch.Tensor:
@@ -151,7 +160,7 @@ class Pipeline:
         generator = torch.Generator(self.device).manual_seed(seed)
         shape = (len(labels), self.model.config.image_channels, self.model.config.image_size, self.model.config.image_size)
         x = torch.randn(shape, generator=generator, device=self.device)
-        eps_fn = classifier_free_guidance(self.model, labels, float(guidance_scale), self.model.config.null_label)
+        eps_fn = classifier_free_guidance(self.denoiser, labels, float(guidance_scale), self.model.config.null_label)
         yield from SAMPLERS[sampler](eps_fn, x, self.schedule, self.schedule.timesteps(steps), generator)
 
     @torch.inference_mode()
@@ -173,7 +182,7 @@ class Pipeline:
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(images.shape, generator=generator, device=self.device)
         x_t = self.schedule.q_sample(images, torch.full_like(labels, timestep), noise)
-        eps_fn = classifier_free_guidance(self.model, labels, float(guidance_scale), self.model.config.null_label)
+        eps_fn = classifier_free_guidance(self.denoiser, labels, float(guidance_scale), self.model.config.null_label)
         alpha_bar = self.schedule.alphas_cumprod[timestep].item()
         return x_t, predict_x0(x_t, eps_fn(x_t, timestep), alpha_bar)
 

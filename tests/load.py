@@ -1,33 +1,54 @@
-"""Load test: many gradio_client users at once against a fresh `python app.py` on loopback.
+"""Load test: many users at once against a fresh `python app.py` on loopback.
 
     python -m tests.load                          # 8 users x 10 requests, then 200 one after another
+    python -m tests.load --classroom 30 100       # 30 users pressing Generate together; then 100
     python -m tests.load --users 4 --requests 3 --sequential 0
 
 Starts its own server on a free 127.0.0.1 port and stops it at the end; every request has a
-time limit and the whole run is bounded. Each user asks for its own digits and seeds, and
-every result is checked against the library's output for the same settings, so a request
-that came back with someone else's digits counts as failed. Prints completed /
-rejected-busy / failed / lost counts, p50 and p95 latency, and the server's memory (RSS) at
-the start and the end; exits with status 1 if any request failed or was lost.
+time limit and the whole run is bounded. Requests go through Gradio's documented HTTP API
+(POST /gradio_api/call/v2/generate, then its stream of server-sent events), as `curl` would, so
+that each streamed update is timed as it arrives and the users cost this process little CPU.
+
+Each user asks for its own digit and seed at the app's default settings, and every result is
+checked against the library's output for the same settings run alone: a request that came
+back with someone else's digit, or more than MAX_GREY_LEVELS off, counts as wrong. Prints
+completed / wrong / turned away / failed / lost counts, first-update and finish latency
+percentiles, the largest difference from running alone, and the server's memory (RSS) before
+and after; exits with status 1 if any request was wrong, failed or was lost.
 """
 
 import argparse
-import statistics
+import io
+import json
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import imageio.v3 as iio
+import httpx
 import numpy as np
-from gradio_client import Client
+from PIL import Image
 
-from app import MAX_UI_SEED
+from app import BUSY_MESSAGE
 from diffusion import DEFAULT_WEIGHTS, Pipeline, media
 
 from .conftest import ROOT, free_port, wait_until_serving
 
 REQUEST_TIMEOUT_S = 120
+MAX_GREY_LEVELS = 2  # batched convolutions may round differently from a run alone
+
+
+@dataclass
+class Outcome:
+    kind: str  # completed, turned-away, failed or lost (wrong is decided later, by report)
+    digit: int
+    seed: int
+    first_update_s: float | None = None  # from asking to the first streamed picture
+    finished_s: float | None = None  # from asking to the result, or to being turned away
+    png_url: str | None = None
+    message: str = ""
 
 
 def rss_mb(pid: int) -> float:
@@ -35,66 +56,114 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def expected_image(pipe: Pipeline, digit: int, seed: int) -> np.ndarray:
-    grid = media.sample_grid(media.to_uint8(pipe.generate([digit], seed=seed)), 1)
-    return media.enlarge(grid)
+def server_events(response: httpx.Response):
+    """(event, data) for each server-sent event of a streaming response."""
+    event = None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[len("event:"):].strip()
+        elif line.startswith("data:"):
+            yield event, json.loads(line[len("data:"):])
 
 
-def run_users(url: str, users: int, requests: int, first_seed: int) -> list[tuple[str, float, int, int, str]]:
-    """users threads, each with its own client, sending requests one after another; returns
-    (outcome, seconds, digit, seed, result image path or message) per request."""
+def generate(http: httpx.Client, url: str, digit: int, seed: int) -> Outcome:
+    """One Generate at the default settings, timed from asking: its first update and its end."""
+    outcome = Outcome("lost", digit, seed, message="no answer in time")
+    started = time.perf_counter()
+    try:
+        asked = http.post(f"{url}gradio_api/call/v2/generate", json={"digit": str(digit), "seed": seed})
+        if asked.status_code == 503:  # Gradio's own queue is full
+            outcome.kind, outcome.message = "turned-away", asked.json().get("detail", asked.text)
+        elif asked.status_code != 200:
+            outcome.kind, outcome.message = "failed", f"HTTP {asked.status_code}: {asked.text}"
+        else:
+            event_id = asked.json()["event_id"]
+            with http.stream("GET", f"{url}gradio_api/call/v2/generate/{event_id}") as stream:
+                for event, data in server_events(stream):
+                    if event == "generating" and outcome.first_update_s is None:
+                        outcome.first_update_s = time.perf_counter() - started
+                    elif event == "complete":
+                        outcome.kind, outcome.png_url = "completed", data[3]["url"]
+                        break
+                    elif event == "error":
+                        busy = BUSY_MESSAGE.split(":")[0] in str(data)
+                        outcome.kind, outcome.message = ("turned-away" if busy else "failed"), str(data)
+                        break
+    except httpx.TimeoutException:
+        pass
+    except httpx.HTTPError as e:
+        outcome.kind, outcome.message = "failed", f"{type(e).__name__}: {e}"
+    outcome.finished_s = time.perf_counter() - started
+    return outcome
 
-    def user(index: int):
-        client = Client(url, verbose=False)
-        outcomes = []
-        for r in range(requests):
-            digit, seed = (index + r) % 10, (first_seed + index * requests + r) % MAX_UI_SEED
-            started = time.perf_counter()
-            job = client.submit(digit=str(digit), seed=seed, api_name="/generate")
-            try:
-                result = job.result(timeout=REQUEST_TIMEOUT_S)
-                outcomes.append(("completed", time.perf_counter() - started, digit, seed, result[3]))  # the PNG
-            except TimeoutError:
-                job.cancel()
-                outcomes.append(("lost", time.perf_counter() - started, digit, seed, "no answer in time"))
-            except Exception as e:  # noqa: BLE001 - every failure is counted and shown, none may stop the run
-                outcome = "rejected-busy" if "queue is full" in str(e).lower() else "failed"
-                outcomes.append((outcome, time.perf_counter() - started, digit, seed, str(e)))
-        return outcomes
+
+def run_users(url: str, users: int, requests: int, first_seed: int) -> list[Outcome]:
+    """users threads, each with its own connection, sending `requests` one after another, all
+    released together."""
+    release = threading.Barrier(users)
+
+    def user(index: int) -> list[Outcome]:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
+            release.wait()
+            return [generate(http, url, (index + r) % 10, first_seed + index * requests + r) for r in range(requests)]
 
     with ThreadPoolExecutor(users) as pool:
         return [outcome for outcomes in pool.map(user, range(users)) for outcome in outcomes]
 
 
-def report(title: str, outcomes, pipe: Pipeline, rss_start: float, rss_end: float) -> bool:
-    """Print the counts, latencies and memory; check each completed image. True if nothing failed or was lost."""
-    wrong = [(digit, seed) for outcome, _, digit, seed, path in outcomes
-             if outcome == "completed" and not np.array_equal(iio.imread(path), expected_image(pipe, digit, seed))]
-    counts = {kind: sum(o[0] == kind for o in outcomes) for kind in ("completed", "rejected-busy", "failed", "lost")}
-    counts["completed"] -= len(wrong)
-    counts["failed"] += len(wrong)
-    latencies = sorted(seconds for outcome, seconds, *_ in outcomes if outcome == "completed")
-    p50 = statistics.median(latencies) if latencies else float("nan")
-    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
-    print(f"{title}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items())
-          + f"; latency p50 {p50:.2f} s, p95 {p95:.2f} s; server RSS {rss_start:.0f} MB -> {rss_end:.0f} MB "
-          f"({rss_end - rss_start:+.0f} MB)", flush=True)
-    for outcome, _, digit, seed, message in outcomes:
-        if outcome in ("failed", "lost"):
-            print(f"  {outcome}: digit {digit} seed {seed}: {message}")
-    for digit, seed in wrong:
-        print(f"  failed: digit {digit} seed {seed}: the image is not the library's for these settings")
-    return counts["failed"] == 0 and counts["lost"] == 0
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "none"
+    values = sorted(values)
+    p50, p95 = np.percentile(values, 50), np.percentile(values, 95)
+    return f"p50 {p50:.2f} s, p95 {p95:.2f} s, max {values[-1]:.2f} s"
+
+
+def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: tuple[float, float]) -> bool:
+    """Check each result against the library alone and print the figures. True if none was
+    wrong, failed or lost."""
+    largest_difference, wrong = 0, []
+    for outcome in outcomes:
+        if outcome.kind == "completed":
+            served = np.asarray(Image.open(io.BytesIO(httpx.get(outcome.png_url).content)))
+            alone = media.enlarge(media.sample_grid(media.to_uint8(pipe.generate([outcome.digit], seed=outcome.seed)), 1))
+            difference = int(np.abs(served.astype(int) - alone).max()) if served.shape == alone.shape else 255
+            largest_difference = max(largest_difference, difference)
+            if difference > MAX_GREY_LEVELS:
+                outcome.kind, outcome.message = "wrong", f"{difference} grey levels from the same request alone"
+    counts = {kind: sum(o.kind == kind for o in outcomes)
+              for kind in ("completed", "wrong", "turned-away", "failed", "lost")}
+    served = [o for o in outcomes if o.kind in ("completed", "wrong")]
+    turned_away = [o.finished_s for o in outcomes if o.kind == "turned-away"]
+    print(f"{title}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()), flush=True)
+    print(f"  first update: {percentiles([o.first_update_s for o in served if o.first_update_s is not None])}\n"
+          f"  finished:     {percentiles([o.finished_s for o in served])}\n"
+          + (f"  turned away after: {percentiles(turned_away)}\n" if turned_away else "")
+          + f"  largest difference from the same request alone: {largest_difference} grey levels\n"
+          f"  server RSS {rss[0]:.0f} MB -> {rss[1]:.0f} MB ({rss[1] - rss[0]:+.0f} MB)", flush=True)
+    for outcome in outcomes:
+        if outcome.kind in ("wrong", "failed", "lost"):
+            print(f"  {outcome.kind}: digit {outcome.digit} seed {outcome.seed}: {outcome.message}")
+    return counts["wrong"] == counts["failed"] == counts["lost"] == 0
+
+
+def measure(title: str, url: str, server: subprocess.Popen, pipe: Pipeline, users: int, requests: int,
+            first_seed: int) -> bool:
+    rss_before = rss_mb(server.pid)
+    outcomes = run_users(url, users, requests, first_seed)
+    return report(title, outcomes, url, pipe, (rss_before, rss_mb(server.pid)))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--users", type=int, default=8, help="users sending requests one after another (0: none)")
     p.add_argument("--requests", type=int, default=10, help="per user")
     p.add_argument("--sequential", type=int, default=200, help="then this many one after another (0: none)")
+    p.add_argument("--classroom", type=int, nargs="*", default=[],
+                   help="then, for each N given, N users each sending one request, all at once")
     args = p.parse_args()
-    if args.users < 1 or args.requests < 1 or args.sequential < 0:
-        p.error("--users and --requests must be at least 1, --sequential at least 0")
+    if args.users < 0 or args.requests < 1 or args.sequential < 0 or any(n < 1 for n in args.classroom):
+        p.error("--users and --sequential must be at least 0, --requests and each --classroom at least 1")
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
@@ -103,15 +172,18 @@ def main() -> None:
     pipe = Pipeline.load(DEFAULT_WEIGHTS, device="cpu")
     try:
         wait_until_serving(url, server)
-        Client(url, verbose=False).predict(digit="0", api_name="/generate")  # warm-up, not counted
+        run_users(url, 1, 1, first_seed=0)  # warm-up, not counted
         ok = True
-        rss_start = rss_mb(server.pid)
-        outcomes = run_users(url, args.users, args.requests, first_seed=0)
-        ok &= report(f"{args.users} users x {args.requests} requests", outcomes, pipe, rss_start, rss_mb(server.pid))
+        if args.users:
+            ok &= measure(f"{args.users} users x {args.requests} requests", url, server, pipe, args.users,
+                          args.requests, first_seed=0)
         if args.sequential:
-            rss_start = rss_mb(server.pid)
-            outcomes = run_users(url, 1, args.sequential, first_seed=10_000)
-            ok &= report(f"{args.sequential} requests one after another", outcomes, pipe, rss_start, rss_mb(server.pid))
+            ok &= measure(f"{args.sequential} requests one after another", url, server, pipe, 1, args.sequential,
+                          first_seed=10_000)
+        for n, users in enumerate(args.classroom):
+            time.sleep(2)  # the previous run's last files and connections settle
+            ok &= measure(f"classroom: {users} users at once", url, server, pipe, users, 1,
+                          first_seed=20_000 + 1000 * n)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -36,7 +36,10 @@ MAX_GUIDANCE_SCALE = 10.0
 MAX_SAMPLES_PER_DIGIT = 8
 MAX_UI_SEED = 2**53 - 1  # the largest integer a browser's numbers hold exactly
 MAX_IMAGE_STEPS = 10_000  # images x steps in one request; 10 digits x 1000 DDPM steps is about 90 s on 2 CPU cores
-PREVIEW_UPDATES_PER_S = 10  # the live preview while computing; the finished animation shows every frame
+# The live preview while computing (the finished animation shows every frame): up to 10 updates a
+# second for a run alone; runs at the same time share 60 a second, as each update costs the server.
+PREVIEW_UPDATES_PER_S = 10
+PREVIEW_UPDATES_PER_S_SHARED = 60
 ROW_SIZE = 640  # about, the width of a row of the guidance comparison
 FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
@@ -182,11 +185,11 @@ class Demo:
             run.frames += frames
             run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
             now = self.clock()
-            preview_due = run.step < steps and (run.step == 1 or now - last_preview >= 1 / PREVIEW_UPDATES_PER_S)
+            preview_due = run.step < steps and (run.step == 1 or now - last_preview >= self.preview_interval())
             if not (run.stop_requested or preview_due):
                 continue
             # This step's sample as a frame: the animation's last one when it shows the step.
-            latest = run.frames[-1] if frames else media.denoising_frame(step.x, step.x0, len(digits))
+            latest = run.frames[-1] if frames else media.denoising_frames([step.x], step.x0, len(digits))[0]
             if run.stop_requested:
                 if not frames:  # the animation ends where the run stopped
                     run.frames.append(latest)
@@ -199,6 +202,10 @@ class Demo:
         else:
             status = f"{self.describe(run)}: made in {run.elapsed_s:.2f} s on {self.pipe.device.type}"
         yield *self.result(run, status), seed
+
+    def preview_interval(self) -> float:
+        """Seconds between a run's preview updates: the runs under way share the server's budget."""
+        return max(1 / PREVIEW_UPDATES_PER_S, len(self.runs) / PREVIEW_UPDATES_PER_S_SHARED)
 
     @staticmethod
     def progress(run: Run) -> str:

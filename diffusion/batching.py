@@ -1,9 +1,9 @@
 """Many requests, one model: threads that sample at the same time share the model's forward passes.
 
 A server answers each request in a thread of its own, and each request's sampler calls the model
-once a step. On a CPU a forward pass of one or two images leaves most of the cores' work undone:
-here a batch of ten costs about 2.5x less per image than a batch of one (python /tmp/bs.py... see
-the README's "Serving many"). `SharedModel` stands in for the model:
+once a step. On a CPU a forward pass of one or two images leaves much of the cores' work undone:
+per image, a batch of 48 costs 2.5x less than a batch of two (see the README's "Serving many").
+`SharedModel` stands in for the model:
 
     shared = SharedModel(model)
     eps = shared(x, t, labels)        # from any thread, exactly as model(x, t, labels)
@@ -12,17 +12,16 @@ Each call waits in a queue; one model thread takes every call waiting when it co
 them as one batch of up to max_batch_size images, and hands each caller its own rows. So requests
 that arrive together are computed together, whatever their digits, samplers, step counts,
 timesteps or guidance; a request that arrives while a batch runs joins the next one, one forward
-pass later. A caller that stops calling (a request stopped or abandoned) simply drops out.
+pass later. A caller that stops calling (a request stopped or abandoned) simply drops out. The
+network computes each image independently of the others in its batch (unet.Linear), so a
+request gets exactly the images it gets alone.
 
-Batched convolutions may round differently from a batch of one, so a request's images can differ
-from the same request run alone in the last bits (at most 1 grey level in the tests here).
-
-Only the model thread runs the network, on all the cores torch was given; every thread started
-after a SharedModel runs torch on one core. Two threads that each keep a team of compute threads
-on one machine's cores make both slow: with a second team alive, this model's forward passes took
-2.2x as long here, as the OpenMP runtime stops its threads' fast waiting when they outnumber the
-cores. The other threads' torch work (a sampler's arithmetic, turning samples into pictures) is
-small and loses little on one core.
+Threads and cores. Only the model thread computes on several cores: every other thread is set to
+one (torch.set_num_threads(1)) when a SharedModel starts. Two threads that each keep a team of
+compute threads make both slow (here 2.2x, as the OpenMP runtime stops its threads' fast waiting
+once they outnumber the cores). A forward pass for one request alone uses every core; one for
+several leaves a core to their Python work (pictures, GIFs, the web server), which needs it then
+and would otherwise stall the model's compute threads.
 """
 
 import threading
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+CORES = torch.get_num_threads()  # the compute threads torch gives a thread: one per core
 MAX_BATCH_SIZE = 48  # images a forward pass: past about ten the time per image hardly falls, and memory grows
 
 
@@ -51,14 +51,11 @@ class SharedModel:
         self.max_batch_size = max_batch_size
         self.waiting: list[Call] = []
         self.changed = threading.Condition()
-        self.forward_passes = 0  # counted, so that tests can see calls share them
+        self.forward_passes = 0  # counted, so that tests can see that calls share them
         self.closed = False
-        started = threading.Event()
-        self.thread = threading.Thread(target=self.serve, args=(torch.get_num_threads(), started), name="model",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.serve, name="model", daemon=True)
         self.thread.start()
-        started.wait()
-        torch.set_num_threads(1)  # for every thread that starts torch work from now on (see the module's notes)
+        torch.set_num_threads(1)  # this thread, and threads that start torch work later: see the module's notes
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The model's noise prediction for x at timesteps t (one per image) and class labels."""
@@ -73,27 +70,26 @@ class SharedModel:
             raise call.error
         return call.eps
 
-    def serve(self, num_threads: int, started: threading.Event) -> None:
-        """The model thread: until closed, take the calls waiting (at least one) and run them as one batch."""
-        torch.set_num_threads(num_threads)  # this thread keeps them; see __init__
-        started.set()
+    def serve(self) -> None:
+        """The model thread: until closed, take the calls waiting and run them as one batch."""
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: self.waiting or self.closed)
-                if self.closed and not self.waiting:
+                if not self.waiting:
                     return
-                batch, size = [], 0
-                while self.waiting and (not batch or size + len(self.waiting[0].x) <= self.max_batch_size):
-                    batch.append(self.waiting.pop(0))
-                    size += len(batch[-1].x)
+                batch = self.next_batch()
+                alone = len(batch) == 1 and not self.waiting
+            torch.set_num_threads(CORES if alone else max(1, CORES - 1))
             self.run(batch)
+            torch.set_num_threads(1)  # what threads that start torch work later take: see the module's notes
 
-    def close(self) -> None:
-        """Answer the calls already waiting, then end the model thread."""
-        with self.changed:
-            self.closed = True
-            self.changed.notify()
-        self.thread.join()
+    def next_batch(self) -> list[Call]:
+        """The calls waiting longest, as many as fit in max_batch_size images (at least one)."""
+        batch, size = [], 0
+        while self.waiting and (not batch or size + len(self.waiting[0].x) <= self.max_batch_size):
+            batch.append(self.waiting.pop(0))
+            size += len(batch[-1].x)
+        return batch
 
     @torch.inference_mode()
     def run(self, batch: list[Call]) -> None:
@@ -108,3 +104,10 @@ class SharedModel:
         self.forward_passes += 1
         for call in batch:
             call.done.set()
+
+    def close(self) -> None:
+        """Answer the calls already waiting, then end the model thread."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify()
+        self.thread.join()

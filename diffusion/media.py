@@ -28,7 +28,10 @@ MIN_FRAMES = 48
 MAX_FRAMES = 100
 FPS = 16
 HOLD_FINAL_S = 1.5
-ANIMATION_SIZE = 480  # about, the longer side of the animation, in whole-number upscales
+ANIMATION_SIZE = 480  # about, the longer side of the animation on the page, in whole-number upscales
+# ... and of the downloadable GIF: writing it at 480 px took a quarter of each request's work, which
+# every request does, wanted or not (README, "Serving many").
+GIF_SIZE = 320
 # The GIF's pixels over all its frames: long runs of big grids show fewer steps (never fewer than
 # MIN_FRAMES frames), and batches of more than MAX_ANIMATED_PER_DIGIT samples per digit animate
 # only the first that many of each.
@@ -75,12 +78,15 @@ def enlarge(image: np.ndarray, target: int = 480) -> np.ndarray:
     return upscale(image, crisp_scale(image.shape, target))
 
 
-def denoising_frame(x: torch.Tensor, x0: torch.Tensor, num_digits: int) -> np.ndarray:
-    """One frame of the denoising animation, at 1 px per pixel: the noisy sample x_t above the
-    model's estimate of the clean image x0, a grey bar between."""
-    noisy, clean = sample_grid(to_uint8(x), num_digits), sample_grid(to_uint8(x0), num_digits)
-    bar = np.full((4, noisy.shape[1]), 128, np.uint8)
-    return np.concatenate([noisy, bar, clean], axis=0)
+def denoising_frames(samples: list[torch.Tensor], x0: torch.Tensor, num_digits: int) -> list[np.ndarray]:
+    """Frames of the denoising animation at 1 px per pixel, one per noisy sample x_t: x_t above
+    the model's estimate of the clean image x0 (one step's, shared by its frames), a grey bar between."""
+    if not samples:
+        return []
+    clean = sample_grid(to_uint8(x0), num_digits)
+    bar = np.full((4, clean.shape[1]), 128, np.uint8)
+    noisy = to_uint8(torch.cat(samples)).reshape(len(samples), len(x0), *x0.shape[2:])  # one conversion for all
+    return [np.concatenate([sample_grid(images, num_digits), bar, clean], axis=0) for images in noisy]
 
 
 def animation_samples(steps: Iterable[Step], num_steps: int, min_frames: int = MIN_FRAMES,
@@ -109,7 +115,7 @@ def frame_budget(frame_shape: tuple[int, int]) -> int:
     """The most frames an animation of frames of this shape may have: MAX_FRAMES, fewer where the
     upscaled GIF would pass MAX_ANIMATION_PIXELS, but at least MIN_FRAMES, so that it is never rushed."""
     height, width = frame_shape
-    scale = crisp_scale(frame_shape, ANIMATION_SIZE)
+    scale = crisp_scale(frame_shape, GIF_SIZE)
     return max(MIN_FRAMES, min(MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width * scale**2)))
 
 
@@ -122,9 +128,9 @@ def denoising_animation(steps: Iterable[Step], num_steps: int, num_digits: int,
     per_digit_shown = min(samples_per_digit, MAX_ANIMATED_PER_DIGIT)
     shown = [d * samples_per_digit + k for d in range(num_digits) for k in range(per_digit_shown)]
     blank = torch.zeros(len(shown), 1, 28, 28)
-    max_frames = frame_budget(denoising_frame(blank, blank, num_digits).shape)
+    max_frames = frame_budget(denoising_frames([blank], blank, num_digits)[0].shape)
     for step, samples in animation_samples(steps, num_steps, MIN_FRAMES, max_frames):
-        yield step, [denoising_frame(x[shown], step.x0[shown], num_digits) for x in samples]
+        yield step, denoising_frames([x[shown] for x in samples], step.x0[shown], num_digits)
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -177,6 +183,6 @@ def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = FPS
 
 
 def save_animation(frames: list[np.ndarray], path: str | os.PathLike) -> None:
-    """The denoising animation as a GIF, upscaled crisply to about ANIMATION_SIZE, at FPS."""
-    scale = crisp_scale(frames[0].shape, ANIMATION_SIZE)
+    """The denoising animation as a GIF, upscaled crisply to about GIF_SIZE, at FPS."""
+    scale = crisp_scale(frames[0].shape, GIF_SIZE)
     save_gif([upscale(frame, scale) for frame in frames], path)

@@ -106,6 +106,8 @@ class Pipeline:
         default the best available); raises WeightsError or SettingError with a clear message.
         shared=True: for a server, forward passes shared between threads (see Pipeline.__init__)."""
         device = pick_device(device)
+        if shared:  # only the model thread may compute on several cores, so this one stops before the work below
+            torch.set_num_threads(1)
         tensors, metadata = load_safetensors(path, REQUIRED_METADATA, missing_hint=(
             "; the repository ships weights/mnist-diffusion.safetensors, or train weights with `python train.py`"))
         try:

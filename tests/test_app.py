@@ -77,11 +77,11 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
     final = library_image(shipped_pipeline, [4], **settings)
     np.testing.assert_array_equal(iio.imread(png_path), final)
     np.testing.assert_array_equal(enlarge(top_half(animation[-1]), media.ANIMATION_SIZE), final)
-    # The download is the same animation, upscaled as the page shows it.
+    # The download is the same animation, upscaled crisply (the page shows it larger).
     gif = iio.imread(gif_path, index=None)
-    scale = media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
+    scale = media.crisp_scale(animation[0].shape, media.GIF_SIZE)
     np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
-    assert picture["width"] == animation.shape[2] * scale
+    assert picture["width"] == animation.shape[2] * media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
     assert Path(gif_path).name == "mnist-digit-4_ddim-8-steps_guidance-2_seed-11_x2.gif"
     assert seed == 11 and not demo.runs, "a finished run is forgotten"
     for setting in ("Digit 4", "DDIM", "8 steps", "guidance 2", "seed 11", "2 samples per digit", "made in"):
@@ -210,7 +210,7 @@ def test_api_generate_returns_the_images_and_a_gif(served_app, shipped_pipeline)
         gif, animation = iio.imread(gif_path, index=None), decode(picture["src"])
         # Each request its own animation, however many came before in the same session.
         assert len(animation) == 1 + 10 * math.ceil(media.MIN_FRAMES / 10)
-        scale = media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
+        scale = media.crisp_scale(animation[0].shape, media.GIF_SIZE)
         np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
         assert Path(gif_path).name == f"mnist-digit-{digit}_dpmpp-10-steps_guidance-1.5_seed-{seed}_x1.gif"
 

@@ -10,7 +10,7 @@ from diffusion import SAMPLERS, NoiseSchedule
 from diffusion.media import (
     animation_samples,
     crisp_scale,
-    denoising_frame,
+    denoising_frames,
     grid,
     png_data_url,
     sample_grid,
@@ -67,13 +67,14 @@ def test_sample_grid_puts_each_digit_in_a_column():
     assert sample_grid(images, num_digits=1).shape == (1 * 3 + 2, 6 * 3 + 2)  # one digit: its samples in a row
 
 
-def test_denoising_frame_shows_x_t_above_x0():
-    x, x0 = torch.full((1, 1, 28, 28), -1.0), torch.ones(1, 1, 28, 28)
-    frame = denoising_frame(x, x0, num_digits=1)
-    assert frame.shape == (32 + 4 + 32, 32)
-    assert frame[2:30, 2:30].max() == 0  # x_t: black
-    assert set(frame[32:36].ravel()) == {128}  # the grey bar
-    assert frame[38:66, 2:30].min() == 255  # x0: white
+def test_denoising_frames_show_each_x_t_above_the_steps_x0():
+    samples = [torch.full((1, 1, 28, 28), -1.0), torch.zeros(1, 1, 28, 28)]
+    frames = denoising_frames(samples, torch.ones(1, 1, 28, 28), num_digits=1)
+    assert [frame.shape for frame in frames] == [(32 + 4 + 32, 32)] * 2
+    assert frames[0][2:30, 2:30].max() == 0 and set(frames[1][2:30, 2:30].ravel()) == {128}  # x_t: black, grey
+    for frame in frames:
+        assert set(frame[32:36].ravel()) == {128}  # the grey bar
+        assert frame[38:66, 2:30].min() == 255  # x0: white
 
 
 def test_png_data_url_decodes_to_the_image():

@@ -1,0 +1,134 @@
+"""Requests sampled together through one SharedModel get exactly the images they get alone."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from diffusion import Pipeline
+from diffusion.batching import CORES, SharedModel
+
+# Requests as different as the app allows: digits, guidance (0 and 1 take one image a call, 1.5
+# two), samplers, step counts, seeds and samples per digit.
+REQUESTS = [
+    ([3], dict(seed=1)),
+    ([7, 1], dict(seed=2, guidance_scale=3.0, sampler="ddim", steps=8)),
+    ([0], dict(seed=3, guidance_scale=1.0, sampler="ddpm", steps=12)),
+    ([5], dict(seed=4, guidance_scale=0.0, samples_per_digit=2)),
+    ([9], dict(seed=5, steps=4)),
+    ([4, 4, 2], dict(seed=6, guidance_scale=1.5, sampler="dpmpp", steps=6)),
+]
+
+
+@pytest.fixture
+def restore_threads():
+    """A SharedModel sets every other thread to one compute thread; the rest of the suite gets its count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+class RecordingModel(torch.nn.Module):
+    """Stands in for the network: records each forward pass's batch size and compute threads, and
+    holds the first pass until `waiting_for` more calls are queued, so that they must share one."""
+
+    def __init__(self, model, shared_waiting: list | None = None, waiting_for: int = 0):
+        super().__init__()
+        self.model, self.passes, self.threads = model, [], []
+        self.shared_waiting, self.waiting_for = shared_waiting, waiting_for
+
+    def forward(self, x, t, labels):
+        if not self.passes and self.waiting_for:
+            wait_until(lambda: len(self.shared_waiting) >= self.waiting_for, f"{self.waiting_for} calls waiting")
+        self.passes.append(len(x))
+        self.threads.append(torch.get_num_threads())
+        return self.model(x, t, labels)
+
+
+def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeline, restore_threads):
+    alone = {i: shipped_pipeline.generate(digits, **settings) for i, (digits, settings) in enumerate(REQUESTS)}
+    shared = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
+    recording = RecordingModel(shipped_pipeline.model, shared.denoiser.waiting, waiting_for=len(REQUESTS) - 1)
+    shared.denoiser.model = recording
+    try:
+        with ThreadPoolExecutor(len(REQUESTS)) as pool:
+            together = dict(enumerate(pool.map(lambda request: shared.generate(request[0], **request[1]), REQUESTS)))
+    finally:
+        shared.denoiser.close()
+    for i, (digits, settings) in enumerate(REQUESTS):
+        assert torch.equal(together[i], alone[i]), f"request {digits} {settings} differs from its run alone"
+    # The first pass held the others back: the next took all of their calls at once.
+    first_calls = [len(digits) * settings.get("samples_per_digit", 1) * (2 if settings.get("guidance_scale", 1.5)
+                   not in (0.0, 1.0) else 1) for digits, settings in REQUESTS]
+    assert recording.passes[1] == sum(first_calls[1:])
+    calls = sum(settings.get("steps", 6) for _, settings in REQUESTS)
+    assert shared.denoiser.forward_passes < calls, "the requests never shared a forward pass"
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + 120  # however slow the machine: it comes
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        time.sleep(0.002)
+
+
+def test_the_model_thread_alone_computes_on_several_cores(restore_threads):
+    gate = threading.Event()
+    model = RecordingModel(lambda x, t, labels: (gate.wait(), x)[1])
+    shared = SharedModel(model)
+    x, t, labels = torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+    try:
+        gate.set()
+        shared(x, t, labels)  # a call alone
+        assert torch.get_num_threads() == 1, "the other threads compute on one core"
+        gate.clear()
+        with ThreadPoolExecutor(3) as pool:
+            first = pool.submit(shared, x, t, labels)  # alone too, and held in the model by the gate ...
+            wait_until(lambda: len(model.passes) == 2, "the second forward pass")
+            later = [pool.submit(shared, x, t, labels) for _ in range(2)]  # ... while two more wait
+            wait_until(lambda: len(shared.waiting) == 2, "two calls waiting")
+            gate.set()
+            for future in [first, *later]:
+                future.result(timeout=60)
+    finally:
+        gate.set()
+        shared.close()
+    assert model.passes == [2, 2, 4], "the two waiting calls shared a pass"
+    assert model.threads == [CORES, CORES, max(1, CORES - 1)], "a shared pass leaves a core to the callers' work"
+
+
+def test_a_failing_forward_pass_fails_each_of_its_callers_and_the_next_is_served(restore_threads):
+    failures = iter([RuntimeError("out of memory")])
+
+    def model(x, t, labels):
+        error = next(failures, None)
+        if error:
+            raise error
+        return x + 1
+
+    shared = SharedModel(model)
+    try:
+        x, t, labels = torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            shared(x, t, labels)
+        assert torch.equal(shared(x, t, labels), x + 1)
+    finally:
+        shared.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        shared(x, t, labels)
+
+
+def test_an_image_is_computed_the_same_in_any_batch(shipped_pipeline):
+    """The network's rows do not depend on each other (unet.Linear, and a lone image run as two),
+    which is what lets a shared batch give each request its image alone."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 1, 28, 28, generator=generator)
+    t, labels = torch.randint(0, 1000, (12,), generator=generator), torch.randint(0, 11, (12,), generator=generator)
+    model = shipped_pipeline.model
+    with torch.inference_mode():
+        one_by_one = torch.cat([model(x[i:i + 1], t[i:i + 1], labels[i:i + 1]) for i in range(12)])
+        for size in (2, 3, 5, 6, 12):
+            in_batches = torch.cat([model(x[i:i + size], t[i:i + size], labels[i:i + size]) for i in range(0, 12, size)])
+            assert torch.equal(in_batches, one_by_one), f"batches of {size} round differently"

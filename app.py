@@ -44,9 +44,11 @@ ROW_SIZE = 640  # about, the width of a row of the guidance comparison
 FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
-MAX_RUNS_AT_ONCE = 32  # requests sampling at the same time, sharing the model's forward passes
-MAX_QUEUE_SIZE = 64  # requests waiting for one of those places; more get Gradio's "busy" message
-BUSY_MESSAGE = "The demo is busy: {} people are generating right now. Try again in a few seconds."
+# Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
+# MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those is served within about 10 s
+# (README, "Serving many"); beyond, Gradio answers at once that the app is busy, to try again.
+MAX_RUNS_AT_ONCE = 32
+MAX_QUEUE_SIZE = 64
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
 # The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
 CSS = """
@@ -380,8 +382,8 @@ def build_forward_tab(demo: Demo, pipe: Pipeline) -> tuple:
     return digit, timestep, seed, [figures, details]
 
 
-def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s: int = CACHE_TTL_S,
-              clock=time.perf_counter) -> gr.Blocks:
+def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queue_size: int = MAX_QUEUE_SIZE,
+              cache_ttl_s: int = CACHE_TTL_S, clock=time.perf_counter) -> gr.Blocks:
     # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
@@ -401,7 +403,7 @@ def build_app(pipe: Pipeline, max_queue_size: int = MAX_QUEUE_SIZE, cache_ttl_s:
         gr.on([forward_tab.select, timestep.release, digit.change, seed.submit], demo.forward_process,
               [digit, timestep, seed], outputs, api_name="forward_process", concurrency_id="model",
               trigger_mode="always_last", preprocess=False, show_progress="hidden")
-    app.queue(max_size=max_queue_size, default_concurrency_limit=MAX_RUNS_AT_ONCE)
+    app.queue(max_size=max_queue_size, default_concurrency_limit=max_runs_at_once)
     return app
 
 
@@ -448,7 +450,7 @@ def main() -> None:
     # quiet: Gradio's banner would suggest share=True, a public link this demo does not offer.
     app = build_app(pipe)
     app.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"], quiet=True,
-               prevent_thread_lock=True, max_threads=MAX_RUNS_AT_ONCE + 40)
+               prevent_thread_lock=True, max_threads=MAX_RUNS_AT_ONCE + 40)  # threads for the runs, and to spare
     print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server
     # Leave at once: the native teardown of torch's libraries after that takes 1.2 s here,

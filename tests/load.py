@@ -31,7 +31,6 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app import BUSY_MESSAGE
 from diffusion import DEFAULT_WEIGHTS, Pipeline, media
 
 from .conftest import ROOT, free_port, wait_until_serving

@@ -274,10 +274,10 @@ def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
 
 @pytest.fixture
 def small_queue_app(shipped_pipeline):
-    """The app in this process with room for one waiting request, its model calls counted."""
+    """The app in this process running one request at a time, with room for one waiting, its model calls counted."""
     calls = []
     hook = shipped_pipeline.model.register_forward_hook(lambda *_: calls.append(time.monotonic()))
-    blocks = app.build_app(shipped_pipeline, max_queue_size=1)
+    blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/", calls

@@ -23,7 +23,8 @@ def test_sample_cli_writes_npz_grid_and_gif(tmp_path):
     # crisply, with at least 48 frames of motion whatever the step count.
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] > media.MIN_FRAMES
-    assert frames.shape[1:] == (3 * (2 * 62 + 4), 3 * 62), frames.shape
+    scale = media.crisp_scale((2 * 62 + 4, 62), media.GIF_SIZE)
+    assert frames.shape[1:] == (scale * (2 * 62 + 4), scale * 62), frames.shape
     with Image.open(gif) as animation:
         durations = [animation.seek(i) or animation.info["duration"] for i in range(animation.n_frames)]
     frame_ms = round(1000 / media.FPS) // 10 * 10  # a GIF counts in hundredths of a second

@@ -2,7 +2,8 @@
 
 A server answers each request in a thread of its own, and each request's sampler calls the model
 once a step. On a CPU a forward pass of one or two images leaves much of the cores' work undone:
-per image, a batch of 48 costs 2.5x less than a batch of two (see the README's "Serving many").
+per image, ten digits cost about a third of what one does (`python -m diffusion.bench`; the
+README's "Serving many" has the design and the figures).
 `SharedModel` stands in for the model:
 
     shared = SharedModel(model)

@@ -45,7 +45,7 @@ FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
-# MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those is served within about 10 s
+# MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
 # (README, "Serving many"); beyond, Gradio answers at once that the app is busy, to try again.
 MAX_RUNS_AT_ONCE = 32
 MAX_QUEUE_SIZE = 64

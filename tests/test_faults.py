@@ -7,15 +7,19 @@ import re
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 from gradio_client import Client
 from safetensors.torch import save_file
 
 import app
+from diffusion import Pipeline, media
 
 from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, run_script
 
@@ -99,15 +103,20 @@ def test_damaged_weights_stop_start_up_with_one_clear_line(tmp_path, damage):
 
 @pytest.fixture
 def in_process_app(shipped_pipeline, monkeypatch):
-    """The app in this process, its model calls counted, so a test can see the work stop."""
+    """The app in this process, sharing forward passes as `python app.py` does; the rows of each
+    forward pass are recorded, so a test can see whose work goes on and whose stops."""
+    threads = torch.get_num_threads()
+    pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
     model_calls = []
-    hook = shipped_pipeline.model.register_forward_hook(lambda *_: model_calls.append(time.monotonic()))
-    blocks = app.build_app(shipped_pipeline)
+    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: model_calls.append(len(inputs[0])))
+    blocks = app.build_app(pipe)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/", blocks, model_calls
     blocks.close()
     hook.remove()
+    pipe.denoiser.close()
+    torch.set_num_threads(threads)
 
 
 def wait_for(condition, timeout: float = 60) -> None:
@@ -117,6 +126,15 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def wait_until_the_model_rests(model_calls: list) -> None:
+    """Wait until a second passes with no model call (however busy the machine): the server noticed."""
+    deadline, seen = time.monotonic() + 60, -1
+    while len(model_calls) != seen:
+        assert time.monotonic() < deadline, "the server kept computing for a browser that had left"
+        seen = len(model_calls)
+        time.sleep(1)
+
+
 def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
     url, _, model_calls = in_process_app
     with httpx.Client(base_url=url, timeout=30) as http:
@@ -124,14 +142,29 @@ def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
         for message in events(http, session):  # read until the first streamed frame arrives, then leave
             if message["msg"] == "process_generating":
                 break
-    # Wait until a second passes with no model call (however busy the machine): the server noticed.
-    deadline, seen = time.monotonic() + 60, -1
-    while len(model_calls) != seen:
-        assert time.monotonic() < deadline, "the server kept computing for a browser that had left"
-        seen = len(model_calls)
-        time.sleep(1)
-    assert seen < 1000, "the 1000-step run should stop when the browser leaves, not run to its end"
+    wait_until_the_model_rests(model_calls)
+    assert len(model_calls) < 1000, "the 1000-step run should stop when the browser leaves, not run to its end"
     assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
+
+
+def test_a_browser_that_leaves_a_shared_batch_stops_its_share_and_the_other_goes_on(in_process_app, shipped_pipeline):
+    url, _, model_calls = in_process_app
+    leaving = {**GOOD, "guidance_scale": 1.0, "sampler": "ddpm", "steps": 1000}  # one row a forward pass
+    staying = {**GOOD, "digit": "7", "sampler": "ddim", "steps": 250, "seed": 5}  # two rows
+    with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=url, timeout=30) as http:
+        stream = events(http, join_queue(http, "generate", leaving))
+        next(message for message in stream if message["msg"] == "process_generating")
+        stays = pool.submit(generate_raw, url, staying)
+        wait_for(lambda: 3 in model_calls)  # both requests in one forward pass
+        stream.close()  # the browser leaves
+        final = stays.result(timeout=600)
+    wait_until_the_model_rests(model_calls)
+    assert final["success"], final
+    expected = media.enlarge(media.sample_grid(media.to_uint8(shipped_pipeline.generate(
+        [7], **{key: value for key, value in staying.items() if key not in ("digit", "guidance_scale")},
+        guidance_scale=1.5)), 1), media.ANIMATION_SIZE)
+    np.testing.assert_array_equal(iio.imread(final["output"]["data"][3]["path"]), expected)
+    assert sum(rows in (1, 3) for rows in model_calls) < 1000, "the leaving request's work stopped before its end"
 
 
 def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monkeypatch):

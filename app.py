@@ -9,12 +9,14 @@ can call them without a browser.
 """
 
 import argparse
+import ctypes
 import errno
 import os
 import random
 import signal
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from functools import partial
@@ -50,6 +52,7 @@ SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike it
 MAX_RUNS_AT_ONCE = 32
 MAX_QUEUE_SIZE = 64
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
+M_ARENA_MAX = -8  # glibc's mallopt setting for the number of memory pools (malloc.h)
 # The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
 CSS = """
 .picture img, .figures img { image-rendering: pixelated; display: block; max-width: 100%; height: auto; margin: 0 auto; }
@@ -133,6 +136,9 @@ class Demo:
         # The run each browser session follows, from Generate's click to the run's end; kept here
         # rather than in a gr.State, whose heartbeat connection holds up the server's shutdown.
         self.runs: dict[str | None, Run] = {}
+        # One run's GIF and PNG written at a time: Python runs one thread at a time anyway, and thirty
+        # writers at once kept the model's thread waiting (30 users at once: p95 2.35 s -> 2.1 s).
+        self.encoding = threading.Lock()
 
     def check(self, digits: list[int], settings: dict) -> None:
         """The library's checks, the demo's ranges and its work cap, as messages the page shows.
@@ -231,13 +237,15 @@ class Demo:
                 f"_x{settings['samples_per_digit']}{stopped}")
         gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
         final = media.sample_grid(media.to_uint8(run.sample), len(digits))
-        try:
-            media.save_animation(frames, gif_path)
-            media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
-        except OSError as e:
-            raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
-                           "the server may be out of disk space") from None
-        return picture(frames, f"the denoising of {self.describe(run)}"), status, str(gif_path), str(png_path)
+        with self.encoding:
+            try:
+                media.save_animation(frames, gif_path)
+                media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
+            except OSError as e:
+                raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
+                               "the server may be out of disk space") from None
+            shown = picture(frames, f"the denoising of {self.describe(run)}")
+        return shown, status, str(gif_path), str(png_path)
 
     def start(self, request: gr.Request | None = None):
         """Generate pressed: a fresh Run for this session to follow, and Stop becomes the live button."""
@@ -432,6 +440,15 @@ def check_can_listen(parser: argparse.ArgumentParser, host: str, port: int) -> N
             parser.error(f"argument --host: cannot listen on {host} ({e.strerror}); try 127.0.0.1 or 0.0.0.0")
 
 
+def share_memory_pools(pools: int = 2) -> None:
+    """Linux's C library gives each thread that allocates a memory pool (arena) of its own, up to 8
+    a core, and keeps what it frees for that thread: 100 users at once grew a fresh server by 133 MB,
+    and by 76 MB with two pools. Called before any thread starts."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    if mallopt:
+        mallopt(M_ARENA_MAX, pools)
+
+
 def main() -> None:
     p = cli.ArgumentParser(prog="python app.py", description="Serve the MNIST diffusion demo.")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
@@ -442,6 +459,7 @@ def main() -> None:
     args = p.parse_args()
     check_can_listen(p, args.host, args.port)
 
+    share_memory_pools()
     print(f"Loading {args.weights}…", flush=True)
     pipe = Pipeline.load(args.weights, device=args.device, shared=True)
     print(f"Loaded the model on {pipe.device.type}.", flush=True)

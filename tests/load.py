@@ -7,7 +7,9 @@
 Starts its own server on a free 127.0.0.1 port and stops it at the end; every request has a
 time limit and the whole run is bounded. Requests go through Gradio's documented HTTP API
 (POST /gradio_api/call/v2/generate, then its stream of server-sent events), as `curl` would, so
-that each streamed update is timed as it arrives and the users cost this process little CPU.
+that each streamed update is timed as it arrives. The users share this machine's cores with the
+server, so they do as little as they can: Python's own http.client, and nothing decoded but the
+result.
 
 Each user asks for its own digit and seed at the app's default settings, and every result is
 checked against the library's output for the same settings run alone: a request that came
@@ -18,16 +20,18 @@ and after; exits with status 1 if any request was wrong, failed or was lost.
 """
 
 import argparse
+import http.client
 import io
 import json
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -44,8 +48,7 @@ class Outcome:
     kind: str  # completed, turned-away, failed or lost (wrong is decided later, by report)
     digit: int
     seed: int
-    first_update_s: float | None = None  # from asking to the first streamed picture (data not decoded: the
-    # users share this machine's cores with the server, so they do as little as they can)
+    first_update_s: float | None = None  # from asking to the first streamed picture
     finished_s: float | None = None  # from asking to the result, or to being turned away
     png_url: str | None = None
     message: str = ""
@@ -56,42 +59,39 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def server_events(response: httpx.Response):
-    """(event, data as JSON text) for each server-sent event of a streaming response."""
-    event = None
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            event = line[len("event:"):].strip()
-        elif line.startswith("data:"):
-            yield event, line[len("data:"):]
-
-
-def generate(http: httpx.Client, url: str, digit: int, seed: int) -> Outcome:
+def generate(connection: http.client.HTTPConnection, digit: int, seed: int) -> Outcome:
     """One Generate at the default settings, timed from asking: its first update and its end."""
     outcome = Outcome("lost", digit, seed, message="no answer in time")
     started = time.perf_counter()
     try:
-        asked = http.post(f"{url}gradio_api/call/v2/generate", json={"digit": str(digit), "seed": seed})
-        if asked.status_code == 503:  # Gradio's own queue is full
-            outcome.kind, outcome.message = "turned-away", asked.json().get("detail", asked.text)
-        elif asked.status_code != 200:
-            outcome.kind, outcome.message = "failed", f"HTTP {asked.status_code}: {asked.text}"
+        connection.request("POST", "/gradio_api/call/v2/generate", json.dumps({"digit": str(digit), "seed": seed}),
+                           {"Content-Type": "application/json"})
+        asked = connection.getresponse()
+        answer = asked.read()
+        if asked.status == 503:  # Gradio's own queue is full
+            outcome.kind, outcome.message = "turned-away", json.loads(answer).get("detail", "")
+        elif asked.status != 200:
+            outcome.kind, outcome.message = "failed", f"HTTP {asked.status}: {answer[:200]!r}"
         else:
-            event_id = asked.json()["event_id"]
-            with http.stream("GET", f"{url}gradio_api/call/v2/generate/{event_id}") as stream:
-                for event, data in server_events(stream):
-                    if event == "generating" and outcome.first_update_s is None:
+            connection.request("GET", f"/gradio_api/call/v2/generate/{json.loads(answer)['event_id']}")
+            with connection.getresponse() as stream:
+                event = None
+                for line in stream:  # server-sent events: "event: ..." then "data: ...", one line each
+                    if line.startswith(b"event:"):
+                        event = line[len(b"event:"):].strip()
+                    elif not line.startswith(b"data:"):
+                        continue
+                    elif event == b"generating" and outcome.first_update_s is None:
                         outcome.first_update_s = time.perf_counter() - started
-                    elif event == "complete":
-                        outcome.kind, outcome.png_url = "completed", json.loads(data)[3]["url"]
-                        break
-                    elif event == "error":
-                        outcome.kind, outcome.message = "failed", data
-                        break
-    except httpx.TimeoutException:
-        pass
-    except httpx.HTTPError as e:
+                    elif event == b"complete":
+                        outcome.kind, outcome.png_url = "completed", json.loads(line[len(b"data:"):])[3]["url"]
+                    elif event == b"error":
+                        outcome.kind, outcome.message = "failed", line[len(b"data:"):].decode().strip()
+    except TimeoutError:
+        connection.close()
+    except (OSError, http.client.HTTPException) as e:
         outcome.kind, outcome.message = "failed", f"{type(e).__name__}: {e}"
+        connection.close()
     outcome.finished_s = time.perf_counter() - started
     return outcome
 
@@ -102,9 +102,13 @@ def run_users(url: str, users: int, requests: int, first_seed: int) -> list[Outc
     release = threading.Barrier(users)
 
     def user(index: int) -> list[Outcome]:
-        with httpx.Client(timeout=REQUEST_TIMEOUT_S) as http:
-            release.wait()
-            return [generate(http, url, (index + r) % 10, first_seed + index * requests + r) for r in range(requests)]
+        address = urllib.parse.urlsplit(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT_S)
+        release.wait()
+        try:
+            return [generate(connection, (index + r) % 10, first_seed + index * requests + r) for r in range(requests)]
+        finally:
+            connection.close()
 
     with ThreadPoolExecutor(users) as pool:
         return [outcome for outcomes in pool.map(user, range(users)) for outcome in outcomes]
@@ -124,7 +128,8 @@ def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: t
     largest_difference, wrong = 0, []
     for outcome in outcomes:
         if outcome.kind == "completed":
-            served = np.asarray(Image.open(io.BytesIO(httpx.get(outcome.png_url).content)))
+            with urllib.request.urlopen(outcome.png_url) as png:
+                served = np.asarray(Image.open(io.BytesIO(png.read())))
             alone = media.enlarge(media.sample_grid(media.to_uint8(pipe.generate([outcome.digit], seed=outcome.seed)), 1))
             difference = int(np.abs(served.astype(int) - alone).max()) if served.shape == alone.shape else 255
             largest_difference = max(largest_difference, difference)

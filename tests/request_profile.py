@@ -10,10 +10,9 @@ milliseconds of each part per request and its share of the wait.
 
 import argparse
 import functools
+import http.client
 import time
 from collections import defaultdict
-
-import httpx
 
 import app
 from diffusion import Pipeline, batching, media
@@ -70,14 +69,14 @@ def main() -> None:
     blocks = app.build_app(Pipeline.load(device="cpu", shared=True))
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        with httpx.Client(timeout=120) as http:
-            for seed in range(3):  # warm-up, not counted
-                generate(http, url, seed % 10, seed)
-            totals.clear()
-            waited = sum(generate(http, url, seed % 10, seed).finished_s for seed in range(100, 100 + args.requests))
+        for seed in range(3):  # warm-up, not counted
+            generate(connection, seed % 10, seed)
+        totals.clear()
+        waited = sum(generate(connection, seed % 10, seed).finished_s for seed in range(100, 100 + args.requests))
     finally:
+        connection.close()
         blocks.close()
 
     per_request = {part: totals[part] / args.requests for part in PARTS}

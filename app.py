@@ -312,6 +312,13 @@ def idle():
     return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary")
 
 
+def not_generated():
+    """A run that failed or was turned away (the app busy): Generate works again, and the status
+    no longer says it is waiting. Gradio's message at the top of the page says what went wrong,
+    for a few seconds."""
+    return "Nothing was generated. If the app was busy, try again in a few seconds.", *idle()
+
+
 def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]:
     recommended = pipe.sampling_config
     with gr.Row():
@@ -361,6 +368,7 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
         [live, status, gif, png, seed_used], api_name="generate", concurrency_id="model", preprocess=False,
         show_progress="hidden")
     generating.then(idle, None, [generate, stop], **quiet)
+    generating.failure(not_generated, None, [status, generate, stop], **quiet)  # .then follows only success
     stop.click(demo.stop, None, stop, **quiet)
     return sampler, steps
 

@@ -215,3 +215,39 @@ def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport
     finally:
         shoot("last")
         page.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_a_full_app_says_busy_and_generate_works_again(browser, shipped_pipeline, screenshots, viewport):
+    """With every place taken (here one running and one waiting), Generate is told the app is busy,
+    and the page is ready to try again: not stuck waiting with Generate greyed out."""
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    import app
+
+    from .conftest import free_port
+
+    blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
+    url = f"http://127.0.0.1:{port}/"
+    jobs = [Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, seed, 1, api_name="/generate") for seed in (1, 2)]
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    try:
+        deadline = time.monotonic() + 120  # however busy the machine: the second request takes the waiting place
+        while jobs[1].status().code.name != "IN_QUEUE":
+            assert time.monotonic() < deadline, f"the second request never joined the queue: {jobs[1].status()}"
+            time.sleep(0.05)
+        page.goto(url)
+        page.locator("#generate").click()
+        expect(page.get_by_text("This application is currently busy")).to_be_visible(timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Nothing was generated", timeout=30_000)
+        expect(page.locator("#generate")).to_be_enabled()
+        expect(page.locator("#stop")).to_be_disabled()
+        page.screenshot(path=screenshots / f"{viewport}-8-app-full.png")
+    finally:
+        page.close()
+        for job in jobs:
+            job.cancel()
+        blocks.close()

@@ -1,6 +1,7 @@
 """Class-conditional diffusion on MNIST: a U-Net, a noise schedule, samplers and a pipeline.
 
-Read in this order: schedule.py, unet.py, samplers.py, pipeline.py; then train.py at the top level.
+Read in this order: schedule.py, unet.py, samplers.py, pipeline.py; then train.py at the top level;
+batching.py when you serve many requests at once.
 """
 
 from .io import WeightsError

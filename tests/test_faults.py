@@ -147,7 +147,10 @@ def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
     assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
 
 
-def test_a_browser_that_leaves_a_shared_batch_stops_its_share_and_the_other_goes_on(in_process_app, shipped_pipeline):
+def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_share_only(in_process_app,
+                                                                                         shipped_pipeline):
+    """Whether their calls land in one forward pass or take turns depends on timing (tests/test_batching.py
+    holds a pass to make them share); either way, one request's leaving must not touch the other."""
     url, _, model_calls = in_process_app
     leaving = {**GOOD, "guidance_scale": 1.0, "sampler": "ddpm", "steps": 1000}  # one row a forward pass
     staying = {**GOOD, "digit": "7", "sampler": "ddim", "steps": 250, "seed": 5}  # two rows
@@ -155,7 +158,7 @@ def test_a_browser_that_leaves_a_shared_batch_stops_its_share_and_the_other_goes
         stream = events(http, join_queue(http, "generate", leaving))
         next(message for message in stream if message["msg"] == "process_generating")
         stays = pool.submit(generate_raw, url, staying)
-        wait_for(lambda: 3 in model_calls)  # both requests in one forward pass
+        wait_for(lambda: 2 in model_calls or 3 in model_calls)  # the staying request samples too
         stream.close()  # the browser leaves
         final = stays.result(timeout=600)
     wait_until_the_model_rests(model_calls)

@@ -6,6 +6,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,12 +17,19 @@ from diffusion import (
     ScheduleConfig,
     UNet,
     UNetConfig,
+    media,
 )
 from diffusion.data import load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist-diffusion.safetensors"
 TINY_UNET = UNetConfig(channels=(8, 16), embedding_dim=16, norm_groups=4)
+
+
+def library_image(pipe: Pipeline, digits: list[int], **settings) -> np.ndarray:
+    """What the library gives for these settings, laid out and upscaled as the app's PNG."""
+    return media.enlarge(media.sample_grid(media.to_uint8(pipe.generate(digits, **settings)), len(digits)),
+                         media.ANIMATION_SIZE)
 
 
 def run_script(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ import app
 from diffusion import media
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
-from .conftest import ROOT, free_port, run_script
+from .conftest import ROOT, free_port, library_image, run_script
 
 
 class FakeClock:
@@ -44,11 +44,6 @@ def demo(shipped_pipeline, tmp_path) -> app.Demo:
 
 def decode(data_url: str) -> np.ndarray:
     return iio.imread(base64.b64decode(data_url.split(",", 1)[1]), index=None)
-
-
-def library_image(pipe, digits: list[int], **settings) -> np.ndarray:
-    """What the library gives for these settings, laid out and upscaled as the app's PNG."""
-    return enlarge(sample_grid(to_uint8(pipe.generate(digits, **settings)), len(digits)), media.ANIMATION_SIZE)
 
 
 def top_half(frame: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ from gradio_client import Client
 from safetensors.torch import save_file
 
 import app
-from diffusion import Pipeline, media
+from diffusion import Pipeline
 
-from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, run_script
+from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, library_image, run_script
 
 GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
@@ -163,9 +163,7 @@ def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_
         final = stays.result(timeout=600)
     wait_until_the_model_rests(model_calls)
     assert final["success"], final
-    expected = media.enlarge(media.sample_grid(media.to_uint8(shipped_pipeline.generate(
-        [7], **{key: value for key, value in staying.items() if key not in ("digit", "guidance_scale")},
-        guidance_scale=1.5)), 1), media.ANIMATION_SIZE)
+    expected = library_image(shipped_pipeline, [7], **{key: value for key, value in staying.items() if key != "digit"})
     np.testing.assert_array_equal(iio.imread(final["output"]["data"][3]["path"]), expected)
     assert sum(rows in (1, 3) for rows in model_calls) < 1000, "the leaving request's work stopped before its end"
 

@@ -27,8 +27,11 @@ if __name__ == "__main__":
     print("Starting the MNIST diffusion demo: loading PyTorch and Gradio…", flush=True)
 import gradio as gr
 import numpy as np
+import torch
 
-from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media
+from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media, morph
+from diffusion.classifier import Classifier, class_probabilities, first_passing, load_classifier
+from diffusion.evaluate import confidence, variety
 from diffusion.pipeline import is_number
 
 SAMPLER_CHOICES = [("DPM-Solver++", "dpmpp"), ("DDIM", "ddim"), ("DDPM", "ddpm")]
@@ -46,6 +49,8 @@ ROW_SIZE = 640  # about, the width of a row of the guidance comparison
 FORWARD_SIZE = 256  # about, the size of each picture of the forward process
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
+MORPH_FRAMES = 9  # the morph's row, from its start to its end
+MORPH_SIZE = 240  # about, the size of the looping morph and of the digit at a point
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
 # MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
 # (README, "Serving many"); beyond, Gradio answers at once that the app is busy, to try again.
@@ -63,7 +68,16 @@ CSS = """
 #guidance-rows figure { flex-basis: 100%; }
 #status { min-height: 1.5em; text-align: center; }
 #denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
-#gif .empty, #png .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before the first run */
+#gif .empty, #png .empty, #morph-gif .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
+#picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
+#picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
+#picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
+.readings .heading { text-align: center; margin: 4px auto; max-width: 620px; }
+.readings .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 4px 16px; }
+.readings figure { margin: 0 auto; width: 100%; max-width: 300px; }
+.readings svg { display: block; width: 100%; height: auto; }
+.readings figcaption { text-align: center; font-size: 0.9em; }
+#probabilities .html-container, #morph-figures .html-container, #point-figures .html-container { padding: 0; }
 @media (max-width: 640px) { .gradio-container .main { padding-left: 12px !important; padding-right: 12px !important; } }
 """
 # The live picture: one image, x_t above x0, with its labels outside it.
@@ -76,6 +90,10 @@ PICTURE_TEMPLATE = """<div class="picture">${value ? `
 FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
   <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
   </figure>`).join("")}</div>"""
+# What the classifier reads: a heading, then a panel (bars or a chart, as SVG) per digit.
+READINGS_TEMPLATE = """<div class="readings">${value ? `<p class="heading">${value.heading}</p>
+  <div class="panels">${value.panels.map(panel => `<figure>${panel.svg}<figcaption>${panel.caption}</figcaption>
+  </figure>`).join("")}</div>` : ""}</div>"""
 # On a narrow screen the picture is below the controls: bring it into view when Generate is pressed.
 SHOW_PICTURE_ON_PHONES = """() => { if (window.innerWidth < 700)
     document.querySelector("#status").scrollIntoView({behavior: "smooth", block: "start"}); }"""
@@ -88,6 +106,13 @@ def errors_shown_on_the_page():
         yield
     except ValueError as e:
         raise gr.Error(str(e)) from None
+
+
+def digit_of(choice: str) -> int:
+    """One digit, from a radio button's value "0" to "9"."""
+    if choice not in DIGIT_CHOICES[:-1]:
+        raise gr.Error(f"digit must be one of {', '.join(DIGIT_CHOICES[:-1])}, not {choice!r}")
+    return int(choice)
 
 
 def digits_of(choice: str) -> list[int]:
@@ -123,14 +148,20 @@ class Run:
         self.settings, self.digits, self.frames = None, [], []
         self.step, self.steps, self.elapsed_s = 0, 0, 0.0
         self.sample = None  # the latest step's sample: the final image once all steps are done
+        # What the classifier read the first sample of each digit as, at the steps the animation
+        # shows: (step number, probabilities (digits, 10)).
+        self.readings: list[tuple[int, torch.Tensor]] = []
         self.stop_requested = False
 
 
 class Demo:
     """The handlers behind the widgets: each turns widget values into library calls."""
 
-    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter):
+    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter,
+                 classifier: Classifier | None = None):
         self.pipe = pipe
+        # The reader of what the model thinks each step's guess is (the shipped MNIST classifier).
+        self.classifier = classifier or load_classifier(device=pipe.device)
         self.output_dir = Path(output_dir)
         self.clock = clock  # injectable, so that tests of the preview's pace need no real time
         # The run each browser session follows, from Generate's click to the run's end; kept here
@@ -183,14 +214,17 @@ class Demo:
         self.check(digits, settings)
         run.settings, run.digits, run.steps = settings, digits, steps
         if run.stop_requested:  # Stop was pressed while this request waited for its turn
-            yield gr.skip(), "Stopped before it started.", gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), "Stopped before it started.", gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
 
         started = last_preview = self.clock()
         animation = media.denoising_animation(self.pipe.sample_steps(digits, **settings), steps, len(digits),
                                               samples_per_digit)
+        first_of_each_digit = [d * samples_per_digit for d in range(len(digits))]
         for step, frames in animation:
             run.frames += frames
+            if frames:  # the steps the animation shows: every step of a run of up to MAX_FRAMES steps
+                run.readings.append((step.index + 1, class_probabilities(self.classifier, step.x0[first_of_each_digit])))
             run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
             now = self.clock()
             preview_due = run.step < steps and (run.step == 1 or now - last_preview >= self.preview_interval())
@@ -203,13 +237,13 @@ class Demo:
                     run.frames.append(latest)
                 break
             last_preview = now
-            yield picture([latest], f"step {run.step} of {steps}"), self.progress(run), None, None, seed
+            yield picture([latest], f"step {run.step} of {steps}"), self.progress(run), None, None, seed, self.readings(run)
         if run.step < steps:
             status = (f"Stopped at step {run.step} of {steps} ({run.elapsed_s:.1f} s); "
                       "the animation shows the steps made.")
         else:
             status = f"{self.describe(run)}: made in {run.elapsed_s:.2f} s on {self.pipe.device.type}"
-        yield *self.result(run, status), seed
+        yield *self.result(run, status), seed, self.readings(run, finished=True)
 
     def preview_interval(self) -> float:
         """Seconds between a run's preview updates: the runs under way share the server's budget."""
@@ -218,6 +252,31 @@ class Demo:
     @staticmethod
     def progress(run: Run) -> str:
         return f"Step {run.step} of {run.steps} · {run.elapsed_s:.1f} s"
+
+    def readings(self, run: Run, finished: bool = False) -> dict:
+        """What the classifier reads each digit's guess x0 as: while running, its latest probabilities
+        as bars; once finished (or stopped), a chart of each class's probability against the step,
+        with the numbers themselves for API callers. The first step its digit passes 50% is marked."""
+        step_numbers = [number for number, _ in run.readings]
+        probabilities = torch.stack([reading for _, reading in run.readings])  # (steps read, digits, 10)
+        passed = first_passing(probabilities, torch.tensor(run.digits))
+        panels = []
+        for i, digit in enumerate(run.digits):
+            when = "not yet over 50%" if passed[i] is None else f"passed 50% at step {step_numbers[passed[i]]}"
+            if finished:
+                svg = media.probability_chart(probabilities[:, i].tolist(), step_numbers, run.steps, digit)
+                caption = f"{digit}: {'never passed 50%' if passed[i] is None else when} of {run.steps}"
+            else:
+                svg = media.probability_bars(probabilities[-1, i].tolist(), digit)
+                caption = f"{digit}: {probabilities[-1, i, digit]:.0%}, {when}"
+            panels.append({"svg": svg, "caption": caption})
+        of_which = " (the first sample of each digit)" if run.settings["samples_per_digit"] > 1 else ""
+        heading = ("What does the model think it is? The classifier's reading of x&#x302;<sub>0</sub>"
+                   f"{' at each step' if finished else f', step {step_numbers[-1]} of {run.steps}'}{of_which}")
+        value = {"heading": heading, "panels": panels}
+        if finished:
+            value |= {"digits": run.digits, "steps": step_numbers, "probabilities": probabilities.tolist()}
+        return value
 
     def describe(self, run: Run) -> str:
         settings, digits = run.settings, run.digits
@@ -270,8 +329,11 @@ class Demo:
             with errors_shown_on_the_page():
                 images = self.pipe.generate(digits, guidance_scale=guidance_scale, seed=seed,
                                             samples_per_digit=samples_per_digit)
-            rows.append(figure(f"guidance {guidance_scale:g}", media.sample_grid(media.to_uint8(images), len(digits)),
-                               ROW_SIZE))
+            sure = confidence(self.classifier, images, Pipeline.labels(digits, samples_per_digit))
+            label = f"guidance {guidance_scale:g} · read as asked: {sure:.1%}"
+            if len(digits) == 1:  # the variety of samples of one digit (between digits it would say little)
+                label += f" · variety {variety(self.classifier, images):.0f}"
+            rows.append(figure(label, media.sample_grid(media.to_uint8(images), len(digits)), ROW_SIZE))
             yield list(rows)  # a copy: each update shows the rows made so far
 
     def forward_process(self, digit: str, timestep: int, seed: int) -> tuple[list[dict], str]:
@@ -289,6 +351,45 @@ class Demo:
         details = (f"t = {timestep}: x_t = {alpha_bar ** 0.5:.3f} x_0 + {(1 - alpha_bar) ** 0.5:.3f} noise "
                    f"(alpha_bar = {alpha_bar:.3g})")
         return figures, details
+
+    def morph(self, start_digit: str, start_seed: int, end_digit: str, end_seed: int, frames: int = MORPH_FRAMES):
+        """Stream (figures, reading, GIF path): the row of frames as it denoises, then the morph
+        looping there and back, its row of frames, and what the classifier reads each frame as."""
+        start, end = (digit_of(start_digit), start_seed), (digit_of(end_digit), end_seed)
+        with errors_shown_on_the_page():
+            for step in morph.morph_steps(self.pipe, start, end, morph.frame_points(frames)):
+                denoising = media.denoising_frames([step.x], step.x0, 1)[0]
+                yield [figure(f"x_t above the model's guess x&#x302;<sub>0</sub>, step {step.index + 1}", denoising,
+                              ROW_SIZE)], f"Step {step.index + 1} of {self.pipe.sampling_config.steps}", None
+        images = media.to_uint8(step.x)
+        loop = media.back_and_forth(list(images))
+        name = f"mnist-morph_{start[0]}-seed-{start[1]}_to_{end[0]}-seed-{end[1]}_{frames}-frames"
+        gif_path = self.output_dir / f"{name}.gif"
+        with self.encoding:
+            try:
+                media.save_animation(loop, gif_path, fps=morph.FPS)
+            except OSError as e:
+                raise gr.Error(f"the morph was made but could not be saved for download ({e.strerror or e})") from None
+            looping = {"label": "the morph, there and back", "width": shown_width(images[0], MORPH_SIZE),
+                       "src": media.data_url(media.gif_bytes(loop, fps=morph.FPS), "image/gif")}
+            row = figure(f"its {frames} frames, from start (left) to end", media.grid(images, columns=frames), ROW_SIZE)
+        reading = morph.reading(class_probabilities(self.classifier, step.x))
+        yield [looping, row], f"The classifier reads the frames as: {reading} (in brackets: less than 50% sure)", str(gif_path)
+
+    def morph_point(self, start_digit: str, start_seed: int, end_digit: str, end_seed: int,
+                    point: float) -> tuple[list[dict], dict]:
+        """(figures, readings): the digit at one point of the morph, and what the classifier reads it as."""
+        if not (is_number(point) and 0 <= point <= 1):
+            raise gr.Error(f"point must be a number from 0 to 1, not {point!r}")
+        start, end = (digit_of(start_digit), start_seed), (digit_of(end_digit), end_seed)
+        with errors_shown_on_the_page():
+            image = morph.morph(self.pipe, start, end, [point])
+        probabilities = class_probabilities(self.classifier, image)[0]
+        likeliest = int(probabilities.argmax())
+        readings = {"heading": "What the classifier reads it as", "panels": [{
+            "svg": media.probability_bars(probabilities.tolist(), likeliest),
+            "caption": f"{likeliest}: {probabilities[likeliest]:.0%}"}], "probabilities": probabilities.tolist()}
+        return [figure(f"at {point:g} of the way", media.to_uint8(image)[0], MORPH_SIZE)], readings
 
 
 def step_slider(sampler: str, pipe: Pipeline) -> gr.Slider:
@@ -350,8 +451,11 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
             status = gr.Markdown(label="status", show_label=False, elem_id="status")
             # The picture travels inline, as a data URL: each update shows at once, with no second
             # request that the next update could overtake (a gr.Image would serve it as a file).
-            live = gr.HTML(html_template=PICTURE_TEMPLATE, label="picture", show_label=False, elem_id="denoising",
-                           min_height=200)
+            with gr.Row(elem_id="picture-row"):  # the readings beside the picture where they fit, else below
+                live = gr.HTML(html_template=PICTURE_TEMPLATE, label="picture", show_label=False, elem_id="denoising",
+                               min_height=200)
+                readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
+                                   elem_id="probabilities")
             gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "
                         "steps follow that step's own prediction (no extra model calls).")
             with gr.Row():
@@ -365,7 +469,7 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
     started = generate.click(demo.start, None, [status, generate, stop], js=SHOW_PICTURE_ON_PHONES, **quiet)
     generating = started.then(
         demo.generate, [digit, guidance_scale, sampler, steps, seed, samples_per_digit],
-        [live, status, gif, png, seed_used], api_name="generate", concurrency_id="model", preprocess=False,
+        [live, status, gif, png, seed_used, readings], api_name="generate", concurrency_id="model", preprocess=False,
         show_progress="hidden")
     generating.then(idle, None, [generate, stop], **quiet)
     generating.failure(not_generated, None, [status, generate, stop], **quiet)  # .then follows only success
@@ -376,7 +480,9 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
 def build_guidance_tab(demo: Demo) -> None:
     gr.Markdown("The same seed at several guidance scales: the starting noise is identical, only the "
                 "guidance scale changes. At 0 the model ignores the digit you asked for; the higher the "
-                "scale, the surer the digit and the more alike the samples.")
+                "scale, the surer the digit and the more alike the samples. Each row says how often the "
+                "classifier reads its samples as the digit asked for, and, for one digit, their **variety**: "
+                "the mean distance between two of its samples as the classifier sees them (0: all the same).")
     with gr.Row():
         digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="compare-digit")
         seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")
@@ -384,6 +490,38 @@ def build_guidance_tab(demo: Demo) -> None:
     rows = gr.HTML(html_template=FIGURES_TEMPLATE, label="rows", show_label=False, elem_id="guidance-rows")
     compare.click(demo.compare_guidance, [digit, seed], rows, api_name="compare_guidance", concurrency_id="model",
                   preprocess=False, show_progress="hidden")
+
+
+def build_morph_tab(demo: Demo) -> None:
+    gr.Markdown("Walk from one digit to another. **Same digit, two seeds**: the starting noise moves from "
+                "one seed's to the other's along a sphere (slerp), so it stays the size of real noise, and "
+                "nearby noise gives nearby digits. **Two digits, one seed**: the model is told a mix of the "
+                "two, (1 - point) of the start and point of the end. Change both for both at once.")
+    with gr.Row():
+        with gr.Column(min_width=240):
+            start_digit = gr.Radio(DIGIT_CHOICES[:-1], value="3", label="Start: digit", elem_id="start-digit")
+            start_seed = gr.Number(1, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Start: seed", elem_id="start-seed")
+        with gr.Column(min_width=240):
+            end_digit = gr.Radio(DIGIT_CHOICES[:-1], value="3", label="End: digit", elem_id="end-digit")
+            end_seed = gr.Number(2, precision=0, minimum=0, maximum=MAX_UI_SEED, label="End: seed", elem_id="end-seed")
+    frames = gr.Slider(morph.MIN_FRAMES, morph.MAX_FRAMES, value=MORPH_FRAMES, step=1, precision=0, label="Frames",
+                       elem_id="frames")
+    start = gr.Button("Morph", variant="primary", elem_id="morph")
+    reading = gr.Markdown(label="reading", show_label=False, elem_id="morph-status")
+    figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="figures", show_label=False, elem_id="morph-figures")
+    gif = gr.File(label="Morph (GIF)", elem_id="morph-gif")
+    point = gr.Slider(0, 1, value=0.5, step=0.05, label="A point between start (0) and end (1)", elem_id="point",
+                      info="Release to see the digit there, and what the classifier reads it as.")
+    with gr.Row():
+        point_figure = gr.HTML(html_template=FIGURES_TEMPLATE, label="figures", show_label=False, elem_id="point-figures")
+        point_readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
+                                 elem_id="point-readings")
+    ends = [start_digit, start_seed, end_digit, end_seed]
+    start.click(demo.morph, [*ends, frames], [figures, reading, gif], api_name="morph", concurrency_id="model",
+                preprocess=False, show_progress="hidden")
+    gr.on([point.release, start.click], demo.morph_point, [*ends, point], [point_figure, point_readings],
+          api_name="morph_point", concurrency_id="model", trigger_mode="always_last", preprocess=False,
+          show_progress="hidden")
 
 
 def build_forward_tab(demo: Demo, pipe: Pipeline) -> tuple:
@@ -412,6 +550,8 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
                 sampler, steps = build_generate_tab(demo, pipe)
             with gr.Tab("How guidance works"):
                 build_guidance_tab(demo)
+            with gr.Tab("Morph"):
+                build_morph_tab(demo)
             with gr.Tab("Forward process") as forward_tab:
                 digit, timestep, seed, outputs = build_forward_tab(demo, pipe)
         app.load(partial(step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",

@@ -1,5 +1,6 @@
-"""A small MNIST classifier: the judge of evaluate.py (is it the digit asked for?) and
-the feature extractor of its Fréchet distance (penultimate layer, 128 features).
+"""A small MNIST classifier: the judge of evaluate.py (is it the digit asked for?), the feature
+extractor of its Fréchet distance (penultimate layer, 128 features), and the reader that shows
+what the model thinks a digit is while it emerges (class_probabilities of each step's x0).
 
     python -m diffusion.classifier --data-dir ../shared/data    # writes weights/mnist-classifier.safetensors
 """
@@ -59,6 +60,25 @@ def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> 
         features.append(f.cpu())
         digits.append(model.head(f).argmax(1).cpu())
     return torch.cat(digits), torch.cat(features)
+
+
+@torch.inference_mode()
+def class_probabilities(model: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """What the classifier reads images (N, 1, 28, 28) in [-1, 1] as: (N, 10) probabilities, on the CPU.
+
+    Read from each denoising step's estimate of the clean image (Step.x0), it shows when the
+    digit's class is decided: early, while late steps only add detail (README, "When is the digit decided?").
+    """
+    device = next(model.parameters()).device
+    return model(images.to(device, torch.float32)).softmax(1).cpu()
+
+
+def first_passing(probabilities: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> list[int | None]:
+    """For each image, the index of the first reading (of S readings (S, N, 10)) at which the
+    probability of its label passes threshold; None where it never does."""
+    of_label = probabilities[:, torch.arange(len(labels)), labels]  # (S, N)
+    passed = of_label > threshold
+    return [int(column.nonzero()[0]) if column.any() else None for column in passed.T]
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:

@@ -88,6 +88,14 @@ def parse_digits(text: str) -> list[int]:
     return digits
 
 
+def parse_digit_and_seed(text: str) -> tuple[int, int]:
+    """'3:1' -> (3, 1): a digit and a seed, the two ends of a morph."""
+    digit, _, seed = text.partition(":")
+    if not (digit.strip().isdigit() and seed.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"takes DIGIT:SEED, e.g. 3:1, not {text!r}")
+    return int(digit), int(seed)
+
+
 def parse_samplers(text: str) -> list[tuple[str, int]]:
     settings = []
     for item in text.split(","):

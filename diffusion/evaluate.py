@@ -10,9 +10,16 @@ For each sampler x steps x guidance setting it reports, as JSON:
   samples and of the 10,000 MNIST test digits, beside frechet_floor, the same distance for as
   many real training digits (what a perfect model would score at this N);
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
+
+    python -m diffusion.evaluate --when-decided --per-digit 100                    # no MNIST needed
+
+reports instead when the digit is decided: at which step the classifier, reading each step's
+estimate of the clean image, first gives the requested digit more than 50%, as the median and
+90th percentile over the samples of each digit, with the timestep and noise level of that step.
 """
 
 import json
+import math
 import statistics
 
 import torch
@@ -20,7 +27,7 @@ import torch
 from . import cli
 from .bench import time_generation
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
-from .classifier import load_classifier, predict
+from .classifier import class_probabilities, first_passing, load_classifier, predict
 from .data import default_data_dir, load_mnist, to_model_range
 from .io import atomic_write
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
@@ -36,6 +43,21 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     sqrt_a = eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
     trace_sqrt = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
     return float(((mu_a - mu_b) ** 2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt)
+
+
+def confidence(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """How sure the classifier is, on average, that each image is its label (0 to 1)."""
+    return class_probabilities(classifier, images)[torch.arange(len(labels)), labels.cpu()].mean().item()
+
+
+@torch.inference_mode()
+def variety(classifier, images: torch.Tensor) -> float:
+    """How different samples are: the mean distance, over every pair, between their classifier
+    features (as the Fréchet distance compares them). 0: all the same. Pixel distance misleads
+    here: strong guidance thickens strokes, which adds pixel differences while the shapes grow alike."""
+    features = classifier.features(images.to(next(classifier.parameters()).device)).double().cpu()
+    pairs = torch.combinations(torch.arange(len(features)))
+    return (features[pairs[:, 0]] - features[pairs[:, 1]]).norm(dim=1).mean().item()
 
 
 def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.Tensor:
@@ -69,6 +91,62 @@ def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, f
     }
 
 
+def when_decided(pipeline: Pipeline, classifier, sampler: str, steps: int, guidance_scale: float, per_digit: int,
+                 seed: int, batch_size: int) -> dict:
+    """For each digit, the step at which its class is decided: the first step whose x0 estimate the
+    classifier reads as the requested digit with more than 50% (at guidance 0, which asks for no
+    digit: as the digit the final image is read as, grouped by that digit). Samples as evaluate() does."""
+    digits = list(range(10))
+    labels = Pipeline.labels(digits, per_digit)
+    decided, final = [], []
+    for first in range(0, len(labels), batch_size):
+        batch_digits = sorted(set(labels[first:first + batch_size].tolist()))
+        readings = torch.stack([class_probabilities(classifier, step.x0) for step in pipeline.sample_steps(
+            batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=seed + first,
+            samples_per_digit=per_digit)])
+        # Unconditional (guidance 0) asks for no digit: then the digit decided is the one it becomes.
+        becomes = readings[-1].argmax(1)
+        decided += first_passing(readings, becomes if guidance_scale == 0 else Pipeline.labels(batch_digits, per_digit))
+        final += becomes.tolist()
+    if guidance_scale == 0:
+        labels = torch.tensor(final)
+    timesteps = pipeline.schedule.timesteps(steps)
+    alphas_cumprod = pipeline.schedule.alphas_cumprod
+
+    def at(step_index: int | None) -> dict:
+        """A step (1-based) as a teacher would quote it: its timestep, and how much of the clean image
+        x_t holds (x_t = signal x_0 + noise eps, signal = sqrt(alpha_bar): 0 is pure noise, 1 the image)."""
+        if step_index is None:
+            return {"step": None}
+        t = timesteps[step_index]
+        return {"step": step_index + 1, "timestep": t, "signal": round(alphas_cumprod[t].item() ** 0.5, 3)}
+
+    per_digit_result = {}
+    for d in digits:
+        of_digit = [decided[i] for i in range(len(labels)) if labels[i] == d]
+        if not of_digit:  # at guidance 0, no sample became this digit
+            continue
+        ranked = sorted(of_digit, key=lambda s: math.inf if s is None else s)  # never decided counts as last
+        per_digit_result[d] = {"median": at(ranked[(len(ranked) - 1) // 2]),  # the lower median: a step that happened
+                               "p90": at(ranked[math.ceil(0.9 * len(ranked)) - 1]),  # nearest rank
+                               "never": sum(s is None for s in of_digit), "samples": len(of_digit)}
+    return {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "samples": len(labels),
+            "per_digit": per_digit_result}
+
+
+def decided_table(result: dict) -> str:
+    def cell(at: dict) -> str:
+        return "never" if at["step"] is None else f"{at['step']} (t = {at['timestep']}, signal {at['signal']:.2f})"
+
+    lines = [f"{result['sampler']}, {result['steps']} steps, guidance {result['guidance_scale']:g}, "
+             f"{result['samples']} samples: the step (of {result['steps']}) at which the "
+             f"{'digit the final image shows' if result['guidance_scale'] == 0 else 'requested digit'} first passes 50%",
+             "", "| digit | samples | median step | 90th percentile | never |", "| ---: | ---: | --- | --- | ---: |"]
+    for d, r in result["per_digit"].items():
+        lines.append(f"| {d} | {r['samples']} | {cell(r['median'])} | {cell(r['p90'])} | {r['never']} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: list[dict]) -> str:
     lines = ["| sampler | steps | guidance | accuracy | worst digit | Fréchet distance (floor) | s for 10 digits |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -93,6 +171,8 @@ def main() -> None:
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--out", help="also write the JSON results here")
     p.add_argument("--table", help="also write a markdown table here")
+    p.add_argument("--when-decided", action="store_true",
+                   help="report at which step each digit's class is decided, instead of accuracy and Fréchet distance")
     args = p.parse_args()
     if args.per_digit < 2 or args.batch_size < 1:
         p.error("--per-digit must be at least 2 and --batch-size at least 1")
@@ -108,6 +188,11 @@ def main() -> None:
     cli.check_sweep(p, pipeline, samplers, guidance_scales, args.seed)
 
     classifier = load_classifier(args.classifier, pipeline.device)
+    if args.when_decided:
+        results = [when_decided(pipeline, classifier, sampler, steps, guidance_scale, args.per_digit, args.seed,
+                                batch_size) for sampler, steps in samplers for guidance_scale in guidance_scales]
+        write_report(args, results, "\n".join(decided_table(r) for r in results))
+        return
     test_images, _ = load_mnist(args.data_dir, train=False)
     train_images, train_labels = load_mnist(args.data_dir, train=True)
     _, reference_features = predict(classifier, to_model_range(test_images))
@@ -121,14 +206,19 @@ def main() -> None:
                               args.per_digit, args.seed, batch_size)
             print(json.dumps(result), flush=True)
             results.append(result)
+    write_report(args, results, markdown_table(results))
+
+
+def write_report(args, results: list[dict], table: str) -> None:
+    """Print the table; write the JSON to --out and the table to --table, where given."""
     report = {"weights": args.weights, "per_digit": args.per_digit, "seed": args.seed, "results": results}
     if args.out:
         with atomic_write(args.out) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
     if args.table:
         with atomic_write(args.table) as tmp:
-            tmp.write_text(markdown_table(results))
-    print(markdown_table(results))
+            tmp.write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""From tensors to pictures: uint8 images, grids, crisp upscaling, PNGs and animated GIFs.
+"""From tensors to pictures: uint8 images, grids, crisp upscaling, PNGs, animated GIFs, and the
+charts of what the classifier reads (SVG).
 
 The denoising animation, the same in the app and the CLI:
 
@@ -12,7 +13,7 @@ import base64
 import io
 import math
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -182,7 +183,75 @@ def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = FPS
         tmp.write_bytes(data)
 
 
-def save_animation(frames: list[np.ndarray], path: str | os.PathLike) -> None:
-    """The denoising animation as a GIF, upscaled crisply to about GIF_SIZE, at FPS."""
+def save_animation(frames: list[np.ndarray], path: str | os.PathLike, fps: float = FPS) -> None:
+    """An animation (the denoising's, a morph's) as a GIF, upscaled crisply to about GIF_SIZE."""
     scale = crisp_scale(frames[0].shape, GIF_SIZE)
-    save_gif([upscale(frame, scale) for frame in frames], path)
+    save_gif([upscale(frame, scale) for frame in frames], path, fps)
+
+
+def back_and_forth(frames: list[np.ndarray], hold: int = 4) -> list[np.ndarray]:
+    """Frames for a loop that walks there and back, resting `hold` frames at each end."""
+    return [frames[0]] * hold + frames[1:-1] + [frames[-1]] * hold + frames[-2:0:-1]
+
+
+# The charts of class probabilities, as SVG: text that any page shows crisply at any width.
+# Lines and labels take the page's text colour (currentColor); the requested digit stands out.
+CHART_WIDTH, CHART_HEIGHT = 300, 150
+HIGHLIGHT = "#f97316"  # the requested digit: the app's primary colour
+
+
+def probability_bars(probabilities: Sequence[float], digit: int) -> str:
+    """Ten bars, one per class, as SVG: what the classifier reads one image as; `digit`'s bar stands out."""
+    width, height, bottom, tallest = CHART_WIDTH, 110, 92, 72  # bars stand on y = bottom, labels below and above
+    slot = width / len(probabilities)
+    bars = []
+    for k, p in enumerate(probabilities):
+        bar_height = max(1.0, tallest * float(p))  # a hairline where it is 0, so that every class shows
+        colour = HIGHLIGHT if k == digit else "currentColor"
+        opacity, weight = (1, "bold") if k == digit else (0.45, "normal")
+        bars.append(f'<rect data-digit="{k}" x="{k * slot + 5:.1f}" y="{bottom - bar_height:.1f}" width="{slot - 10:.1f}" '
+                    f'height="{bar_height:.1f}" fill="{colour}" fill-opacity="{opacity}"><title>{k}: {float(p):.0%}</title></rect>'
+                    f'<text x="{(k + 0.5) * slot:.1f}" y="{height - 4}" text-anchor="middle" font-size="12" '
+                    f'fill="currentColor" font-weight="{weight}">{k}</text>')
+    p = float(probabilities[digit])
+    label = (f'<text x="{(digit + 0.5) * slot:.1f}" y="{bottom - max(1.0, tallest * p) - 5:.1f}" text-anchor="middle" '
+             f'font-size="11" fill="{HIGHLIGHT}">{p:.0%}</text>')
+    return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="class probabilities; {digit}: {p:.0%}">{"".join(bars)}{label}</svg>')
+
+
+def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequence[int], num_steps: int,
+                      digit: int) -> str:
+    """Each class's probability against the step, as SVG: one line per class, one point per reading
+    (readings (S, 10) at step_numbers, 1-based, of num_steps), `digit`'s line standing out and the
+    first reading where it passes 50% marked."""
+    width, height = CHART_WIDTH, CHART_HEIGHT
+    left, right, top, bottom = 34, width - 10, 10, height - 26
+
+    def x(step: int) -> float:
+        return (left + right) / 2 if num_steps == 1 else left + (right - left) * (step - 1) / (num_steps - 1)
+
+    def y(p: float) -> float:
+        return bottom - (bottom - top) * float(p)
+
+    axes = "".join(f'<line x1="{left}" x2="{right}" y1="{y(level)}" y2="{y(level)}" stroke="currentColor" '
+                   f'stroke-opacity="{0.5 if level == 0.5 else 0.25}" stroke-dasharray="{"4 3" if level == 0.5 else "none"}"/>'
+                   f'<text x="{left - 4}" y="{y(level) + 4}" text-anchor="end" font-size="10" fill="currentColor">'
+                   f"{level:.0%}</text>" for level in (0, 0.5, 1))
+    axes += "".join(f'<text x="{x(step)}" y="{height - 10}" text-anchor="middle" font-size="10" fill="currentColor">'
+                    f"{label}</text>" for step, label in ((1, "step 1"), (num_steps, f"{num_steps}")) if num_steps > 1)
+    lines = []
+    for k in sorted(range(len(readings[0])), key=lambda k: k == digit):  # the requested digit's line on top
+        points = " ".join(f"{x(step):.1f},{y(reading[k]):.1f}" for step, reading in zip(step_numbers, readings))
+        style = (f'stroke="{HIGHLIGHT}" stroke-width="2.5"' if k == digit else
+                 'stroke="currentColor" stroke-opacity="0.35" stroke-width="1"')
+        lines.append(f'<polyline data-digit="{k}" points="{points}" fill="none" {style}/>')
+    passed = next((i for i, reading in enumerate(readings) if reading[digit] > 0.5), None)
+    marker = ""
+    if passed is not None:
+        step, p = step_numbers[passed], readings[passed][digit]
+        marker = (f'<circle class="passes" cx="{x(step):.1f}" cy="{y(p):.1f}" r="4.5" fill="{HIGHLIGHT}"/>'
+                  f'<text x="{min(x(step) + 7, right - 70):.1f}" y="{max(y(p) + 14, top + 12):.1f}" font-size="10" '
+                  f'fill="{HIGHLIGHT}">passes 50%</text>')
+    return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="probability of each digit against the step">{axes}{"".join(lines)}{marker}</svg>')

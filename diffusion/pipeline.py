@@ -144,6 +144,18 @@ class Pipeline:
         if not (is_integer(samples_per_digit) and samples_per_digit >= 1):
             raise SettingError("samples_per_digit", "a positive integer", samples_per_digit)
 
+    def settings(self, guidance_scale: float | None, sampler: str | None, steps: int | None) -> tuple[float, str, int]:
+        """The settings given, with the weights' recommended SamplingConfig for those left out (None)."""
+        config = self.sampling_config
+        return (config.guidance_scale if guidance_scale is None else guidance_scale,
+                config.sampler if sampler is None else sampler, config.steps if steps is None else steps)
+
+    def starting_noise(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """x_T ~ N(0, I) for count images, drawn from generator."""
+        config = self.model.config
+        shape = (count, config.image_channels, config.image_size, config.image_size)
+        return torch.randn(shape, generator=generator, device=self.device)
+
     @torch.inference_mode()
     def sample_steps(self, digits: list[int], guidance_scale: float | None = None, sampler: str | None = None,
                      steps: int | None = None, seed: int = 0, samples_per_digit: int = 1) -> Iterator[Step]:
@@ -152,17 +164,20 @@ class Pipeline:
         Unset options take the weights' recommended SamplingConfig. The same seed, settings
         and device give the same images.
         """
-        config = self.sampling_config
-        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
-        sampler = config.sampler if sampler is None else sampler
-        steps = config.steps if steps is None else steps
+        guidance_scale, sampler, steps = self.settings(guidance_scale, sampler, steps)
         self.validate(digits, guidance_scale, seed, sampler, steps, samples_per_digit)
-
         labels = self.labels(digits, samples_per_digit).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed)
-        shape = (len(labels), self.model.config.image_channels, self.model.config.image_size, self.model.config.image_size)
-        x = torch.randn(shape, generator=generator, device=self.device)
-        eps_fn = classifier_free_guidance(self.denoiser, labels, float(guidance_scale), self.model.config.null_label)
+        x = self.starting_noise(len(labels), generator)
+        yield from self.denoise(x, labels, guidance_scale, sampler, steps, generator)
+
+    @torch.inference_mode()
+    def denoise(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float, sampler: str, steps: int,
+                generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> Iterator[Step]:
+        """The sampler's steps from starting noise x towards labels, with settings already checked:
+        what sample_steps and the morphs (morph.py) share. labels and weights as classifier_free_guidance."""
+        eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), float(guidance_scale),
+                                          self.model.config.null_label, None if weights is None else weights.to(self.device))
         yield from SAMPLERS[sampler](eps_fn, x, self.schedule, self.schedule.timesteps(steps), generator)
 
     @torch.inference_mode()

@@ -40,23 +40,39 @@ class Step:
     alpha_bar_next: float  # ... and of x (1.0, clean, after the last step)
 
 
-def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int) -> EpsFn:
+def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int,
+                             weights: torch.Tensor | None = None) -> EpsFn:
     """eps = eps_uncond + w * (eps_cond - eps_uncond)  (Ho & Salimans 2022, eq. 6).
 
     Convention: w = 0 is unconditional, w = 1 is plain conditional (no guidance), w > 1
-    pushes samples further towards their class. Both predictions come from one batched
-    forward pass; at w = 0 or w = 1 only the one that is needed is computed.
-    """
-    null_labels = torch.full_like(labels, null_label)
-    if guidance_scale in (0.0, 1.0):
-        fixed_labels = labels if guidance_scale == 1.0 else null_labels
-        return lambda x, t: model(x, torch.full_like(labels, t), fixed_labels)
+    pushes samples further towards their class. All predictions come from one batched
+    forward pass; at w = 0 or w = 1 only those that are needed are computed.
 
-    both_labels = torch.cat([labels, null_labels])
-    both_t = torch.empty_like(both_labels)
+    labels (N,) gives each image its class. To guide towards a mix of classes (the morph
+    between two digits), labels (N, K) gives each image K classes and weights (N, K), summing
+    to 1 per image, their shares: eps_cond = sum_k weights_k eps_cond_k, the weighted
+    composition of Liu et al. 2022 (eq. 10), which for one class is plain eq. 6.
+    """
+    if labels.dim() == 1:
+        labels, weights = labels[:, None], torch.ones(len(labels), 1, device=labels.device)
+    null_labels = torch.full_like(labels[:, 0], null_label)
+    if guidance_scale == 0.0:
+        return lambda x, t: model(x, torch.full_like(null_labels, t), null_labels)
+
+    num_classes = labels.shape[1]
+    with_unconditional = guidance_scale != 1.0
+    # One row per image and class (class-major), then one unconditional row per image.
+    all_labels = torch.cat([labels.T.reshape(-1)] + [null_labels] * with_unconditional)
+    all_t = torch.empty_like(all_labels)
+    shares = weights.T.reshape(num_classes, -1, 1, 1, 1).float()
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        eps_cond, eps_uncond = model(torch.cat([x, x]), both_t.fill_(t), both_labels).chunk(2)
+        eps = model(x.repeat(num_classes + with_unconditional, 1, 1, 1), all_t.fill_(t), all_labels)
+        eps = eps.unflatten(0, (num_classes + with_unconditional, len(x)))
+        eps_cond = (shares * eps[:num_classes]).sum(0)
+        if not with_unconditional:
+            return eps_cond
+        eps_uncond = eps[num_classes]
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
     return eps_fn

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media, morph
-from diffusion.classifier import Classifier, class_probabilities, first_passing, load_classifier
+from diffusion.classifier import Classifier, StepReadings, class_probabilities, first_passing, load_classifier
 from diffusion.evaluate import confidence, variety
 from diffusion.pipeline import is_number
 
@@ -148,9 +148,8 @@ class Run:
         self.settings, self.digits, self.frames = None, [], []
         self.step, self.steps, self.elapsed_s = 0, 0, 0.0
         self.sample = None  # the latest step's sample: the final image once all steps are done
-        # What the classifier read the first sample of each digit as, at the steps the animation
-        # shows: (step number, probabilities (digits, 10)).
-        self.readings: list[tuple[int, torch.Tensor]] = []
+        # What the classifier reads the first sample of each digit as, at the steps the animation shows.
+        self.readings: StepReadings | None = None
         self.stop_requested = False
 
 
@@ -221,10 +220,11 @@ class Demo:
         animation = media.denoising_animation(self.pipe.sample_steps(digits, **settings), steps, len(digits),
                                               samples_per_digit)
         first_of_each_digit = [d * samples_per_digit for d in range(len(digits))]
+        run.readings = StepReadings(self.classifier)
         for step, frames in animation:
             run.frames += frames
             if frames:  # the steps the animation shows: every step of a run of up to MAX_FRAMES steps
-                run.readings.append((step.index + 1, class_probabilities(self.classifier, step.x0[first_of_each_digit])))
+                run.readings.add(step.index + 1, step.x0[first_of_each_digit])
             run.step, run.sample, run.elapsed_s = step.index + 1, step.x, self.clock() - started
             now = self.clock()
             preview_due = run.step < steps and (run.step == 1 or now - last_preview >= self.preview_interval())
@@ -257,8 +257,7 @@ class Demo:
         """What the classifier reads each digit's guess x0 as: while running, its latest probabilities
         as bars; once finished (or stopped), a chart of each class's probability against the step,
         with the numbers themselves for API callers. The first step its digit passes 50% is marked."""
-        step_numbers = [number for number, _ in run.readings]
-        probabilities = torch.stack([reading for _, reading in run.readings])  # (steps read, digits, 10)
+        step_numbers, probabilities = run.readings.step_numbers, run.readings.probabilities()  # (steps, digits, 10)
         passed = first_passing(probabilities, torch.tensor(run.digits))
         panels = []
         for i, digit in enumerate(run.digits):
@@ -457,7 +456,8 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
                 readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
                                    elem_id="probabilities")
             gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "
-                        "steps follow that step's own prediction (no extra model calls).")
+                        "steps follow that step's own prediction (no extra model calls). The classifier reads each "
+                        "step's guess; the first guesses are blurs of many digits, which it tends to call an 8.")
             with gr.Row():
                 gif = gr.File(label="Animation (GIF)", elem_id="gif")
                 png = gr.File(label="Final image (PNG)", elem_id="png")

@@ -1,7 +1,8 @@
 """Class-conditional diffusion on MNIST: a U-Net, a noise schedule, samplers and a pipeline.
 
 Read in this order: schedule.py, unet.py, samplers.py, pipeline.py; then train.py at the top level;
-batching.py when you serve many requests at once.
+morph.py to walk between digits, classifier.py to read what a step's guess shows; batching.py
+when you serve many requests at once.
 """
 
 from .io import WeightsError

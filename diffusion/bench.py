@@ -11,7 +11,9 @@ time budget is skipped (and says so). In the same run, for comparison: our model
 1000-step DDPM, and diffusers' UNet2DModel at the size the Hugging Face diffusion course uses
 for class-conditional MNIST, driven by DPMSolverMultistepScheduler at the same step count as
 the first setting measured (by default the recommended one; needs `pip install diffusers`;
-speed only, so its weights are random).
+speed only, so its weights are random). And what the app's "What does the model think it is?"
+costs: its stream of animation frames at that setting, with and without the classifier reading
+each step's x0, runs alternating, for 1 and 10 digits.
 """
 
 import json
@@ -25,7 +27,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import cli
+from .classifier import StepReadings, load_classifier
 from .io import atomic_write
+from .media import denoising_animation
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
 from .samplers import STEP_RANGES
 from .schedule import denoising_loss
@@ -69,6 +73,33 @@ def time_first_step(pipeline: Pipeline, digits: list[int], repeats: int, **setti
         step = next(iter(pipeline.sample_steps(digits, **settings)))
         step.x.sum().item()  # waits for the device
         times.append(time.perf_counter() - started)
+    return times
+
+
+def time_streams(pipeline: Pipeline, classifier, digits: list[int], repeats: int, **settings) -> dict[bool, list[float]]:
+    """Seconds for each run of the app's stream (the animation's frames as the steps come), without
+    and with what the classifier reads each step's x0 as, read as the app reads it: the first
+    step at once (the first preview), the rest at the end (a short run's result). Runs alternate,
+    so that both see the same moments of a machine whose speed drifts: {False: [...], True: [...]}."""
+    def stream(read: bool) -> None:
+        readings = StepReadings(classifier)
+        for step, frames in denoising_animation(pipeline.sample_steps(digits, **settings), settings["steps"], len(digits), 1):
+            if read and frames:
+                readings.add(step.index + 1, step.x0)
+                if step.index == 0:
+                    readings.probabilities()
+        if read:
+            readings.probabilities()
+        synchronize(pipeline.device)
+
+    times = {False: [], True: []}
+    for read in (False, True):
+        stream(read)  # warm-up
+    for _ in range(repeats):
+        for read in (False, True):
+            started = time.perf_counter()
+            stream(read)
+            times[read].append(time.perf_counter() - started)
     return times
 
 
@@ -150,6 +181,24 @@ def diffusers_course_seconds(device: torch.device, count: int, steps: int, guida
 
     generate()  # warm-up
     return timed_runs(generate, repeats), sum(p.numel() for p in unet.parameters()) + class_embedding.weight.numel()
+
+
+def reading_cost(pipeline: Pipeline, setting: tuple[str, int], guidance_scale: float, repeats: int) -> dict:
+    """Print and return what reading each step's x0 with the classifier adds to the app's stream."""
+    sampler, steps = setting
+    classifier = load_classifier(device=pipeline.device)
+    settings = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "seed": 0}
+    result = {}
+    for count in (1, 10):
+        times = time_streams(pipeline, classifier, list(range(count)), repeats, **settings)
+        without, with_reading = statistics.median(times[False]), statistics.median(times[True])
+        result[count] = {"without_s": without, "with_s": with_reading, "slower": with_reading / without - 1,
+                         "ms_per_step": 1000 * (with_reading - without) / steps}
+        print(f"stream with class probabilities, {sampler} {steps} steps, {count} digit{'s' if count > 1 else ''}: "
+              f"median {1000 * with_reading:.1f} ms against {1000 * without:.1f} ms without "
+              f"({result[count]['slower']:+.1%}, {result[count]['ms_per_step']:.2f} ms a step; {repeats} runs each, "
+              "alternating)", flush=True)
+    return result
 
 
 def summary(times: list[float]) -> dict:
@@ -256,6 +305,8 @@ def main() -> None:
                   f"{sum(p.numel() for p in pipeline.model.parameters()) / 1e6:.2f}M) + DPMSolverMultistepScheduler, "
                   f"{ours_steps} steps, 10 digits: median {statistics.median(times):.3f} s, "
                   f"{comparisons['diffusers_over_ours']:.2f}x ours.")
+
+    comparisons["reading"] = reading_cost(pipeline, samplers[0], guidance_scale, max(repeats, 3) * 3)
 
     train_rate = training_images_per_s(pipeline)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

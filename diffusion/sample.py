@@ -3,22 +3,47 @@
     python -m diffusion.sample --digits 0-9 --per-digit 100 --out samples.npz --grid grid.png --gif process.gif
 
 samples.npz holds `images` (N, 28, 28) uint8 and `labels` (N,) int64, the digit each image
-was asked to be. Options left out take the weights' recommended settings. The GIF is the
+was asked to be. --probabilities readings.csv adds what the classifier reads each step's estimate
+of the clean image x0 as: a row per image and step (image, digit, step, timestep, alpha_bar,
+p0 ... p9), which shows when each digit is decided. Options left out take the weights' recommended settings. The GIF is the
 app's animation (media.denoising_animation): x_t above x0, at least 3 s of motion, at most
 MAX_ANIMATED_PER_DIGIT samples of each digit.
 """
 
+import csv
+from typing import Iterable, Iterator
+
 import numpy as np
+import torch
 
 from . import cli
+from .classifier import class_probabilities, load_classifier
 from .io import atomic_write
 from .media import MAX_ANIMATED_PER_DIGIT, denoising_animation, sample_grid, save_animation, save_png, to_uint8, upscale
 from .pipeline import DEFAULT_WEIGHTS, MAX_GUIDANCE_SCALE, Pipeline
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, Step
 
 # The library's parameter names, as this command spells them.
 FLAGS = {"digits": "--digits", "guidance_scale": "--guidance", "sampler": "--sampler", "steps": "--steps",
          "seed": "--seed", "samples_per_digit": "--per-digit"}
+
+
+def read_along(steps: Iterable[Step], classifier, readings: list[tuple[Step, torch.Tensor]]) -> Iterator[Step]:
+    """Pass the steps on, appending (step, the classifier's probabilities of its x0 (N, 10)) to readings."""
+    for step in steps:
+        readings.append((step, class_probabilities(classifier, step.x0)))
+        yield step
+
+
+def save_readings(readings: list[tuple[Step, torch.Tensor]], labels: np.ndarray, path: str) -> None:
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "digit", "step", "timestep", "alpha_bar", *(f"p{k}" for k in range(10))])
+            for step, probabilities in readings:
+                for image, (label, row) in enumerate(zip(labels, probabilities.tolist())):
+                    writer.writerow([image, int(label), step.index + 1, step.timestep, f"{step.alpha_bar:.6g}",
+                                     *(f"{p:.6f}" for p in row)])
 
 
 def main() -> None:
@@ -36,12 +61,16 @@ def main() -> None:
     p.add_argument("--grid", type=cli.file_ending(".png"), help="also write a PNG grid, one column per digit")
     p.add_argument("--gif", type=cli.file_ending(".gif"),
                    help=f"also write the denoising as an animated GIF (of at most {MAX_ANIMATED_PER_DIGIT} per digit)")
+    p.add_argument("--probabilities", type=cli.file_ending(".csv"),
+                   help="also write what the classifier reads each step's x0 as, a row per image and step")
     args = p.parse_args()
 
     pipeline = Pipeline.load(args.weights, device=args.device)
     steps = pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler, steps=args.steps,
                                   seed=args.seed, samples_per_digit=args.per_digit)
-    frames = []
+    readings, frames = [], []
+    if args.probabilities:
+        steps = read_along(steps, load_classifier(device=pipeline.device), readings)
     with cli.settings_as_flags(p, FLAGS):
         if args.gif:
             num_steps = args.steps or pipeline.sampling_config.steps
@@ -62,6 +91,9 @@ def main() -> None:
     if args.gif:
         save_animation(frames, args.gif)
         print(f"wrote {args.gif}: {len(frames)} frames")
+    if args.probabilities:
+        save_readings(readings, labels, args.probabilities)
+        print(f"wrote {args.probabilities}: the ten probabilities of each image at each of {len(readings)} steps")
 
 
 if __name__ == "__main__":

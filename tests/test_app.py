@@ -19,7 +19,7 @@ import torch
 from gradio_client import Client
 
 import app
-from diffusion import media
+from diffusion import media, morph
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
 from .conftest import ROOT, free_port, library_image, run_script
@@ -62,7 +62,7 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
     assert [update[1] for update in updates[:-1]] == [f"Step {i} of 8 · {2 * i - 1:.1f} s" for i in range(1, 8)]
     assert all(update[2] is None for update in updates[:-1]), "the downloads come at the end"
 
-    picture, status, gif_path, png_path, seed = updates[-1]
+    picture, status, gif_path, png_path, seed, _ = updates[-1]
     animation = decode(picture["src"])
     # 8 steps, 6 frames each (5 in between, then the step's own sample), after the starting noise.
     assert len(animation) == 1 + 8 * math.ceil(media.MIN_FRAMES / 8)
@@ -84,9 +84,9 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
 
 
 def test_random_seed_is_shown_and_reproduces_the_result(demo):
-    *_, (_, status, _, png, seed) = demo.generate("all ten", 1.5, "dpmpp", 3, None, 1)
+    *_, (_, status, _, png, seed, _) = demo.generate("all ten", 1.5, "dpmpp", 3, None, 1)
     assert isinstance(seed, int) and f"seed {seed} " in status
-    *_, (_, _, _, again, same_seed) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, 1)
+    *_, (_, _, _, again, same_seed, _) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, 1)
     assert same_seed == seed
     np.testing.assert_array_equal(iio.imread(again), iio.imread(png))
     # The seed box shows only while random is off, starting at the picture's seed; hidden, it
@@ -116,7 +116,7 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
     demo.stop(other_page)  # another page's Stop stops nothing here
     next(updates)
     demo.stop(page)
-    *rest, (picture, status, gif_path, png_path, _) = list(updates)
+    *rest, (picture, status, gif_path, png_path, _, readings) = list(updates)
     assert not rest, "no more previews once Stop is pressed"
     assert status.startswith("Stopped at step 7 of 1000") and not demo.runs
     # x_T, the first step (the animation shows every 10th of 1000), and where it stopped.
@@ -126,6 +126,7 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
     seventh = next(step for step in steps if step.index == 6)
     np.testing.assert_array_equal(top_half(animation[-1]), sample_grid(to_uint8(seventh.x), 1))
     assert Path(gif_path).name.endswith("_stopped-at-step-7.gif")
+    assert readings["steps"] == [1], "the chart shows the steps read before Stop: here the first of every 10th"
 
     demo.start(page)
     demo.stop(page)  # pressed while the request waited for its turn: no model work at all
@@ -151,14 +152,22 @@ def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipelin
     updates = list(demo.compare_guidance("2", 5))
     assert [len(rows) for rows in updates] == list(range(1, len(app.GUIDANCE_SCALES_COMPARED) + 1))
     rows = updates[-1]
-    assert [row["label"] for row in rows] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
+    labels = [row["label"] for row in rows]
+    assert [label.split(" · ")[0] for label in labels] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
+    # Each row says how surely its samples are read as the digit, and how varied they are.
+    read_as_asked = [float(re.search(r"read as asked: ([\d.]+)%", label)[1]) for label in labels]
+    varieties = [float(re.search(r"variety (\d+)", label)[1]) for label in labels]
+    assert read_as_asked[0] < 50 < 95 < min(read_as_asked[2:])  # guidance 0 ignores the digit
+    assert varieties[0] > 1.5 * max(varieties[2:])
     pictures = [decode(row["src"]) for row in rows]
     assert len({picture.tobytes() for picture in pictures}) == len(pictures), "each scale should look different"
     expected = sample_grid(to_uint8(shipped_pipeline.generate(
         [2], guidance_scale=1.5, seed=5, samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT)), 1)
     np.testing.assert_array_equal(pictures[app.GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
-    [all_ten] = {decode(row["src"]).shape for row in list(demo.compare_guidance("all ten", 5))[-1]}
+    all_ten_rows = list(demo.compare_guidance("all ten", 5))[-1]
+    [all_ten] = {decode(row["src"]).shape for row in all_ten_rows}
     assert all_ten == (32, 10 * 30 + 2), "all ten: a row of ten digits per scale"
+    assert all("read as asked" in row["label"] and "variety" not in row["label"] for row in all_ten_rows)
 
 
 def test_forward_process_noises_in_closed_form_and_estimates_back(demo):
@@ -198,8 +207,10 @@ def api_generate(client: Client, digit: str, **settings):
 def test_api_generate_returns_the_images_and_a_gif(served_app, shipped_pipeline):
     client = Client(served_app, verbose=False)
     for digit, seed in (("3", 1), ("7", 2)):
-        picture, status, gif_path, png_path, returned_seed = api_generate(client, digit, seed=seed)
+        picture, status, gif_path, png_path, returned_seed, readings = api_generate(client, digit, seed=seed)
         assert returned_seed == seed and f"seed {seed} " in status
+        assert readings["digits"] == [int(digit)] and readings["steps"] == list(range(1, 11))
+        assert torch.tensor(readings["probabilities"])[-1, 0].argmax() == int(digit)
         expected = library_image(shipped_pipeline, [int(digit)], seed=seed, guidance_scale=1.5, sampler="dpmpp", steps=10)
         np.testing.assert_array_equal(iio.imread(png_path), expected)
         gif, animation = iio.imread(gif_path, index=None), decode(picture["src"])
@@ -246,7 +257,12 @@ def test_the_api_describes_its_settings_and_results(served_app):
     assert types["steps"] == types["samples_per_digit"] == types["seed"] == "int"
     [seed] = [p for p in generate["parameters"] if p["parameter_name"] == "seed"]
     assert seed["parameter_has_default"] and seed["parameter_default"] is None  # may be left out: a random seed
-    assert [r["label"] for r in generate["returns"]] == ["picture", "status", "Animation (GIF)", "Final image (PNG)", "seed"]
+    assert [r["label"] for r in generate["returns"]] == ["picture", "status", "Animation (GIF)", "Final image (PNG)", "seed",
+                                                        "probabilities"]
+    assert [p["parameter_name"] for p in endpoints["/morph"]["parameters"]] == [
+        "start_digit", "start_seed", "end_digit", "end_seed", "frames"]
+    assert [r["label"] for r in endpoints["/morph"]["returns"]] == ["figures", "reading", "Morph (GIF)"]
+    assert [r["label"] for r in endpoints["/morph_point"]["returns"]] == ["figures", "probabilities"]
     forward = endpoints["/forward_process"]
     assert {p["parameter_name"]: p["python_type"]["type"] for p in forward["parameters"]}["timestep"] == "int"
     assert [r["label"] for r in forward["returns"]] == ["figures", "details"]
@@ -265,6 +281,64 @@ def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
     with pytest.raises(Exception, match="80,000 image-steps"):
         api_generate(client, "all ten", sampler="ddpm", steps=1000, samples_per_digit=8)
     assert Path(api_generate(client, "3")[2]).suffix == ".gif"
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (("3", 1, "3", 1, 9), "end must be a different digit or seed from the start, not (3, 1)"),
+    (("3", 1, "12", 2, 9), "digit must be one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, not '12'"),
+    (("3", 1, "all ten", 2, 9), "digit must be one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, not 'all ten'"),
+    (("3", 1, "3", -5, 9), "seed must be an integer from 0 to 2^63-1, not -5"),
+    (("3", 1, "3", 2, 40), "frames must be an integer from 3 to 16, not 40"),
+    (("3", 1, "3", 2, "x"), "frames must be an integer from 3 to 16, not 'x'"),
+])
+def test_bad_morph_settings_say_what_is_allowed(demo, inputs, message):
+    with pytest.raises(gr.Error, match=re.escape(message)):
+        next(demo.morph(*inputs))
+
+
+def test_bad_morph_points_say_what_is_allowed(demo):
+    for point in (-0.1, 1.5, float("nan"), "half", None):
+        with pytest.raises(gr.Error, match=re.escape(f"point must be a number from 0 to 1, not {point!r}")):
+            demo.morph_point("3", 1, "8", 1, point)
+
+
+def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(demo):
+    updates = list(demo.generate("all ten", 1.5, "ddim", 8, 3, 2))
+    bars = updates[0][5]
+    assert len(bars["panels"]) == 10 and "step 1 of 8" in bars["heading"]
+    assert "the first sample of each digit" in bars["heading"]
+    assert all(panel["svg"].count("<rect") == 10 for panel in bars["panels"])
+    assert updates[1][5]["panels"][0]["svg"] != bars["panels"][0]["svg"], "the bars change as the steps come"
+    final = updates[-1][5]
+    assert final["digits"] == list(range(10)) and final["steps"] == list(range(1, 9))
+    probabilities = torch.tensor(final["probabilities"])
+    assert probabilities.shape == (8, 10, 10)
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(8, 10), rtol=0, atol=1e-5)
+    assert (probabilities[-1].argmax(1) == torch.arange(10)).all(), "the final images are read as their digits"
+    for digit, panel in enumerate(final["panels"]):
+        assert panel["svg"].count("<polyline") == 10
+        assert re.fullmatch(rf"{digit}: passed 50% at step \d of 8", panel["caption"]), panel["caption"]
+
+
+def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_pipeline):
+    updates = list(demo.morph("3", 0, "8", 0, 5))
+    steps = shipped_pipeline.sampling_config.steps
+    assert [update[1] for update in updates[:-1]] == [f"Step {i} of {steps}" for i in range(1, steps + 1)]
+    figures, reading, gif_path = updates[-1]
+    assert reading.startswith("The classifier reads the frames as: 3 ") and " 8 (in brackets" in reading
+    looping, row = figures
+    frames = to_uint8(morph.morph(shipped_pipeline, (3, 0), (8, 0), morph.frame_points(5)))
+    np.testing.assert_array_equal(decode(row["src"]), media.grid(frames, columns=5))
+    # There and back: 0 1 2 3 4 3 2 1, the ends held (a GIF keeps a repeated frame as one, held longer).
+    there_and_back = decode(looping["src"])
+    np.testing.assert_array_equal(there_and_back, frames[[0, 1, 2, 3, 4, 3, 2, 1]])
+    gif = iio.imread(gif_path, index=None)
+    scale = media.crisp_scale(frames[0].shape, media.GIF_SIZE)
+    np.testing.assert_array_equal(gif[0], upscale(frames[0], scale))
+    assert Path(gif_path).name == "mnist-morph_3-seed-0_to_8-seed-0_5-frames.gif"
+    [at_end], readings = demo.morph_point("3", 0, "8", 0, 1.0)
+    np.testing.assert_array_equal(decode(at_end["src"]), frames[-1])
+    assert readings["panels"][0]["caption"].startswith("8: ")
 
 
 @pytest.fixture

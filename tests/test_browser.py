@@ -3,6 +3,7 @@ desktop (1280x900) and on a phone (390x844).
 
 It asserts what a person needs: the animation plays (distinct frames on screen, its loop
 length), nothing covers the live picture during a long run, each digit is big enough to see,
+the classifier's bars show and change during a run and its chart follows, the morph plays,
 every tab can be reached, Stop says what it did, nothing needs sideways scrolling. It saves a
 screenshot before, during and after each run and of every tab, in the folder it prints
 (BROWSER_SCREENSHOTS names one; by default a temporary folder), to be looked at.
@@ -37,6 +38,17 @@ PICTURE_ON_TOP = """() => {
     return [[0.5, 0.5], [0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]].map(([fx, fy]) =>
         document.elementFromPoint(r.left + fx * r.width, r.top + fy * r.height) === img);
 }"""
+# The first panel of what the classifier reads: its size, whether it is on screen and uncovered,
+# and its bars' heights (or its lines' count).
+FIRST_READING = """() => {
+    const svg = document.querySelector("#probabilities svg");
+    const r = svg.getBoundingClientRect();
+    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return {width: r.width, bottom: r.bottom, onScreen: r.top >= 0 && r.bottom <= window.innerHeight,
+            uncovered: svg.contains(top), bars: [...svg.querySelectorAll("rect")].map(bar => bar.getAttribute("height")),
+            lines: svg.querySelectorAll("polyline").length, marked: svg.querySelectorAll("circle").length};
+}"""
+MIN_READING_PX = {"desktop": 150, "phone": 150}  # a panel's width: its ten bars and their digits readable
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +109,7 @@ def check(viewport: str, page, shoot, report) -> None:
     status, picture = page.locator("#status"), page.locator("#denoising img")
 
     # Every tab has a visible label, and the page fits the screen.
-    for tab in ("Generate", "How guidance works", "Forward process"):
+    for tab in ("Generate", "How guidance works", "Morph", "Forward process"):
         assert page.get_by_role("tab", name=tab).is_visible(), f"the {tab!r} tab should be visible on the {viewport}"
     assert no_sideways_scrolling(page)
     shoot("1-generate-before")
@@ -114,6 +126,13 @@ def check(viewport: str, page, shoot, report) -> None:
     report(f"default run: {gif.n_frames} frames, loop {loop_s:.2f} s; {seen} distinct pictures on screen "
            f"in {seconds:.1f} s of watching; digit cell {cell_px(page):.1f} px")
     assert gif.n_frames >= 24 and loop_s >= 1.5
+    # What the classifier read: a chart of ten lines, the pass of 50% marked; on a desktop beside
+    # the picture, on screen without scrolling.
+    chart = page.evaluate(FIRST_READING)
+    report(f"default run's chart: {chart['width']:.0f} px wide, {chart['lines']} lines, on screen {chart['onScreen']}")
+    assert chart["lines"] == 10 and chart["marked"] == 1 and chart["uncovered"]
+    assert chart["width"] >= MIN_READING_PX[viewport]
+    assert chart["onScreen"] or viewport == "phone"
     assert seen >= 24, f"the animation should play at least 24 distinct frames on screen, {seen} seen"
     assert cell_px(page) >= MIN_CELL_PX[viewport]
     with page.expect_download() as download:
@@ -154,6 +173,18 @@ def check(viewport: str, page, shoot, report) -> None:
     report(f"long run (DDIM 250, all ten x4): picture on top at {sum(on_top)} of 5 points; digit cell "
            f"{running_cell:.1f} px; {status.inner_text()}")
     assert all(on_top), f"something covers the live picture: {on_top}"
+    # The classifier's bars: ten panels of ten, visible, uncovered, and changing as the steps come.
+    page.locator("#probabilities svg").first.scroll_into_view_if_needed()
+    expect(page.locator("#probabilities svg")).to_have_count(10)
+    bars = page.evaluate(FIRST_READING)
+    assert len(bars["bars"]) == 10 and bars["uncovered"] and bars["width"] >= MIN_READING_PX[viewport]
+    shoot("4b-generate-long-bars")
+    page.wait_for_function("""(before) => { const svg = document.querySelector("#probabilities svg");
+        const now = svg ? [...svg.querySelectorAll("rect")].map(bar => bar.getAttribute("height")) : [];
+        return now.length == 10 && JSON.stringify(now) != JSON.stringify(before); }""", arg=bars["bars"],
+                           timeout=60_000)
+    report("long run: the bars changed during the run")
+    picture.scroll_into_view_if_needed()
     assert running_cell >= MIN_CELL_PX[viewport]
     expect(page.locator("#stop")).to_be_enabled()
     page.locator("#stop").click()
@@ -178,12 +209,45 @@ def check(viewport: str, page, shoot, report) -> None:
             return rows.length == 6 && [...rows].every(row => row.complete && row.naturalWidth == width); }""",
                                arg=row_width, timeout=60_000)
         labels = page.locator("#guidance-rows figcaption").all_inner_texts()
-        assert labels == ["guidance 0", "guidance 1", "guidance 1.5", "guidance 3", "guidance 5", "guidance 10"]
+        assert [label.split(" · ")[0] for label in labels] == [
+            "guidance 0", "guidance 1", "guidance 1.5", "guidance 3", "guidance 5", "guidance 10"]
+        assert all("read as asked" in label for label in labels)
         width = page.viewport_size["width"]
         boxes = [row.bounding_box() for row in rows.all()]
         assert all(box["x"] >= 0 and box["x"] + box["width"] <= width for box in boxes), "a row is cut off"
         assert no_sideways_scrolling(page)
         shoot(f"6-guidance-{choice.replace(' ', '-')}")
+
+    # Morph: the row denoises, then the morph loops there and back, and a point can be picked.
+    page.get_by_role("tab", name="Morph").click()
+    shoot("8-morph-before")
+    page.locator("#end-digit").get_by_label("8", exact=True).check()
+    morph_status = page.locator("#morph-status")
+    page.locator("#morph").click()
+    expect(morph_status).to_contain_text("Step ", timeout=60_000)
+    shoot("8-morph-during")
+    expect(morph_status).to_contain_text("The classifier reads the frames as: 3", timeout=60_000)
+    looping, row = page.locator("#morph-figures img").all()
+    assert looping.get_attribute("src").startswith("data:image/gif")
+    seen, seconds = distinct_pictures_on_screen(looping, enough=6)
+    report(f"morph: {seen} distinct pictures of the loop on screen in {seconds:.1f} s; {morph_status.inner_text()}")
+    assert seen >= 6, "the morph should play"
+    width = page.viewport_size["width"]
+    for image in (looping, row):
+        box = image.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 200
+    shoot("8-morph-after")
+    point = page.locator("#point-figures img")
+    before = point.get_attribute("src")
+    page.locator("#point input[type=number]").fill("0.9")
+    page.locator("#point input[type=number]").press("Enter")
+    page.locator("#point input[type=range]").dispatch_event("pointerup")
+    page.wait_for_function("""(before) => { const img = document.querySelector("#point-figures img");
+        return img && img.getAttribute("src") != before; }""", arg=before, timeout=60_000)
+    expect(page.locator("#point-figures figcaption")).to_have_text("at 0.9 of the way")
+    expect(page.locator("#point-readings svg rect")).to_have_count(10)
+    assert no_sideways_scrolling(page)
+    shoot("8-morph-point")
 
     page.get_by_role("tab", name="Forward process").click()
     expect(page.get_by_text("alpha_bar =")).to_be_visible(timeout=60_000)

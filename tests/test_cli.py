@@ -1,4 +1,6 @@
+import csv
 import json
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -47,6 +49,21 @@ def test_sample_cli_gif_of_a_big_batch_shows_the_first_samples_of_each_digit_at_
     assert frames.shape[1:] == (scale * (2 * (shown * 30 + 2) + 4), scale * (10 * 30 + 2)), frames.shape
 
 
+def test_sample_cli_writes_what_the_classifier_reads_at_each_step(tmp_path):
+    readings = tmp_path / "r.csv"
+    result = run_script("-m", "diffusion.sample", "--digits", "3,7", "--steps", "4", "--seed", "2",
+                        "--out", str(tmp_path / "s.npz"), "--probabilities", str(readings))
+    assert result.returncode == 0, result.stderr
+    with open(readings, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["image"]), int(r["digit"]), int(r["step"])) for r in rows] == [
+        (image, digit, step) for step in range(1, 5) for image, digit in enumerate((3, 7))]
+    assert [int(r["timestep"]) for r in rows[::2]] == [999, 749, 499, 249]  # trailing timesteps, 4 steps
+    probabilities = np.array([[float(r[f"p{k}"]) for k in range(10)] for r in rows])
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
+    assert probabilities[-2:].argmax(1).tolist() == [3, 7], "the last step is read as the digits asked for"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--digits", "x"], "argument --digits: invalid digits"), (["--digits", "10"], "digits go from 0 to 9"),
     (["--digits", "5-2"], "ranges upwards"), (["--steps", "0"], "argument --steps: must be an integer from 1 to 1000"),
@@ -59,6 +76,7 @@ def test_sample_cli_gif_of_a_big_batch_shows_the_first_samples_of_each_digit_at_
     (["--gif", "out.png"], "argument --gif: must be a file name ending in .gif, not 'out.png'"),
     (["--grid", "grid.gif"], "argument --grid: must be a file name ending in .png"),
     (["--out", "samples.txt"], "argument --out: must be a file name ending in .npz"),
+    (["--probabilities", "r.json"], "argument --probabilities: must be a file name ending in .csv"),
     (["--device", "tpu"], "argument --device: must be one this machine has"),
     (["--weights", "nowhere.safetensors"], "no such file"),
 ])
@@ -68,6 +86,48 @@ def test_sample_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, a
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "s.npz").exists() and not list(tmp_path.iterdir())
+
+
+def test_morph_cli_writes_the_row_and_the_loop(tmp_path):
+    row, gif = tmp_path / "row.png", tmp_path / "m.gif"
+    result = run_script("-m", "diffusion.morph", "--start", "1:0", "--end", "7:0", "--frames", "5",
+                        "--row", str(row), "--gif", str(gif))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"reads the frames as: 1 .* 7$", result.stdout.splitlines()[0]), result.stdout
+    assert iio.imread(row).shape == (2 * 32, 2 * (5 * 30 + 2))  # five digits in a row, doubled
+    with Image.open(gif) as loop:
+        assert loop.n_frames == 2 * 5 - 2  # there and back
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "3:1", "--end", "3:1"], "argument --end: must be a different digit or seed from the start"),
+    (["--start", "3", "--end", "3:1"], "argument --start: takes DIGIT:SEED, e.g. 3:1, not '3'"),
+    (["--start", "3:1", "--end", "11:1"], "argument --start/--end (digit): must be an integer from 0 to 9, not 11"),
+    (["--start", "3:1", "--end", "3:2", "--frames", "1"], "argument --frames: must be an integer from 3 to 16, not 1"),
+    (["--start", "3:1", "--end", "3:2", "--sampler", "ddpm"], "argument --sampler: invalid choice"),
+    (["--start", "3:1", "--end", "3:2", "--row", "r.gif"], "argument --row: must be a file name ending in .png"),
+    (["--start", "3:1", "--end", "3:2"], "give --row, --gif or both"),
+])
+def test_morph_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, args, message):
+    extra = [] if "--row" in args or message.startswith("give") else ["--row", str(tmp_path / "r.png")]
+    result = run_script("-m", "diffusion.morph", *args, *extra)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_evaluate_says_when_each_digit_is_decided(tmp_path):
+    out = tmp_path / "decided.json"
+    result = run_script("-m", "diffusion.evaluate", "--when-decided", "--per-digit", "2", "--samplers", "dpmpp:3",
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    [decided] = json.loads(out.read_text())["results"]
+    assert decided["samples"] == 20 and set(decided["per_digit"]) == {str(d) for d in range(10)}
+    for digit in decided["per_digit"].values():
+        assert digit["samples"] == 2 and digit["never"] == 0
+        assert 1 <= digit["median"]["step"] <= digit["p90"]["step"] <= 3
+        assert digit["median"]["timestep"] in (999, 666, 333) and 0 <= digit["median"]["signal"] < 1
+    assert "| digit | samples | median step | 90th percentile | never |" in result.stdout
 
 
 @pytest.mark.slow
@@ -108,6 +168,10 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     else:
         assert "diffusers_over_ours" not in bench["comparisons"]
     assert bench["training_images_per_s"] > 0
+    for count in ("1", "10"):  # what reading each step's x0 adds to the app's stream
+        reading = bench["comparisons"]["reading"][count]
+        assert reading["without_s"] > 0 and reading["with_s"] > 0 and "ms_per_step" in reading
+    assert "stream with class probabilities, dpmpp 2 steps, 1 digit: median" in result.stdout
     assert "GFLOP/s" in result.stdout
     assert f"device {bench['device']}" in result.stdout
 

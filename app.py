@@ -264,7 +264,7 @@ class Demo:
             when = "not yet over 50%" if passed[i] is None else f"passed 50% at step {step_numbers[passed[i]]}"
             if finished:
                 svg = media.probability_chart(probabilities[:, i].tolist(), step_numbers, run.steps, digit)
-                caption = f"{digit}: {'never passed 50%' if passed[i] is None else when} of {run.steps}"
+                caption = f"{digit}: {'never passed 50%' if passed[i] is None else when} (of {run.steps} steps)"
             else:
                 svg = media.probability_bars(probabilities[-1, i].tolist(), digit)
                 caption = f"{digit}: {probabilities[-1, i, digit]:.0%}, {when}"

@@ -6,8 +6,7 @@
 A morph is a row of frames at points from 0 (its start, a digit and a seed) to 1 (its end):
 - between two seeds, the starting noise x_T is interpolated spherically (slerp) from the first
   seed's to the second's, so that every frame starts from noise of the size a Gaussian draw
-  has; a straight line would shrink it by up to 1/sqrt(2) midway, and the model would make
-  faint, blurred digits there;
+  has, as in training; a straight line would shrink it by up to 1/sqrt(2) midway;
 - between two digits, the conditioning is mixed, (1 - point) of the first digit and point of
   the second, with guidance towards the mix (samplers.classifier_free_guidance with weights).
 Both at once is a walk too.

@@ -317,7 +317,7 @@ def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(de
     assert (probabilities[-1].argmax(1) == torch.arange(10)).all(), "the final images are read as their digits"
     for digit, panel in enumerate(final["panels"]):
         assert panel["svg"].count("<polyline") == 10
-        assert re.fullmatch(rf"{digit}: passed 50% at step \d of 8", panel["caption"]), panel["caption"]
+        assert re.fullmatch(rf"{digit}: passed 50% at step \d \(of 8 steps\)", panel["caption"]), panel["caption"]
 
 
 def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_pipeline):

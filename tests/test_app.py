@@ -283,6 +283,23 @@ def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
     assert Path(api_generate(client, "3")[2]).suffix == ".gif"
 
 
+def test_the_morph_api_refuses_bad_input_clearly_and_serves_on(served_app, shipped_pipeline):
+    client = Client(served_app, verbose=False)
+    ends = {"start_digit": "3", "start_seed": 1, "end_digit": "3", "end_seed": 2}
+    with pytest.raises(Exception, match=re.escape("end must be a different digit or seed from the start, not (3, 1)")):
+        client.predict(**ends | {"end_seed": 1}, frames=9, api_name="/morph")
+    with pytest.raises(Exception, match="frames must be an integer from 3 to 16, not 99"):
+        client.predict(**ends, frames=99, api_name="/morph")
+    with pytest.raises(Exception, match="point must be a number from 0 to 1, not 2"):
+        client.predict(**ends, point=2, api_name="/morph_point")
+    figures, readings = client.predict(**ends, point=0.0, api_name="/morph_point")
+    expected = to_uint8(shipped_pipeline.generate([3], seed=1))[0]
+    np.testing.assert_array_equal(decode(figures[0]["src"]), expected)
+    assert abs(sum(readings["probabilities"]) - 1) < 1e-4
+    figures, reading, gif_path = client.predict(**ends, frames=3, api_name="/morph")
+    assert reading.startswith("The classifier reads the frames as: 3 ") and Path(gif_path).suffix == ".gif"
+
+
 @pytest.mark.parametrize("inputs, message", [
     (("3", 1, "3", 1, 9), "end must be a different digit or seed from the start, not (3, 1)"),
     (("3", 1, "12", 2, 9), "digit must be one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, not '12'"),

@@ -106,10 +106,11 @@ def test_the_image_builds_serves_trains_and_stops_promptly(tmp_path, mnist_root,
 
         started = time.monotonic()
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        _, details, gif_path, image_path, _ = client.predict(
+        _, details, gif_path, image_path, _, readings = client.predict(
             digit="all ten", guidance_scale=1.5, sampler="dpmpp", steps=10, seed=0, samples_per_digit=1,
             api_name="/generate")
         figures["API round trip"] = f"{time.monotonic() - started:.1f} s ({details})"
+        assert readings["digits"] == list(range(10)), "the classifier ships in the image and reads each digit"
         image = iio.imread(image_path)
         scale = image.shape[1] // (10 * 30 + 2)  # ten 28 px digits with 2 px padding, upscaled
         digits = torch.stack([torch.from_numpy(image[2 * scale::scale, (2 + 30 * d) * scale::scale][:28, :28])

@@ -24,9 +24,10 @@ def test_requirements_txt_lists_the_dependencies_of_pyproject_toml():
 
 
 def readme_python_snippet() -> str:
-    """The README's example of the library from Python (the block that loads a Pipeline)."""
+    """The README's examples of the library from Python: the block that loads a Pipeline, then the
+    one that reads its steps and morphs with it."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    return next(block for block in blocks if "Pipeline.load(" in block)
+    return next(block for block in blocks if "Pipeline.load(" in block) + next(block for block in blocks if "morph(" in block)
 
 
 @pytest.mark.slow
@@ -54,7 +55,9 @@ def test_after_pip_install_the_library_and_the_cli_work_from_any_folder(tmp_path
     assert package.startswith(inside) and weights.startswith(inside), where.stdout
     snippet = run("-c", readme_python_snippet())
     assert snippet.returncode == 0, snippet.stderr
-    assert snippet.stdout.splitlines()[-1].startswith("49 ")  # the last of 50 DDIM steps
+    lines = snippet.stdout.splitlines()
+    assert any(line.startswith("49 ") for line in lines)  # the last of 50 DDIM steps
+    assert lines[-1] == "torch.Size([9, 1, 28, 28])", lines[-1]  # the morph's nine frames
     sample = run("-m", "diffusion.sample", "--digits", "7", "--grid", "x.png")
     assert sample.returncode == 0, sample.stderr
     assert (elsewhere / "x.png").is_file() and (elsewhere / "samples.npz").is_file()

@@ -457,7 +457,8 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
                                    elem_id="probabilities")
             gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "
                         "steps follow that step's own prediction (no extra model calls). The classifier reads each "
-                        "step's guess; the first guesses are blurs of many digits, which it tends to call an 8.")
+                        "step's guess; the first guesses, from almost pure noise, are rough, and it tends to call "
+                        "them an 8.")
             with gr.Row():
                 gif = gr.File(label="Animation (GIF)", elem_id="gif")
                 png = gr.File(label="Final image (PNG)", elem_id="png")

@@ -15,7 +15,7 @@ For each sampler x steps x guidance setting it reports, as JSON:
 
 reports instead when the digit is decided: at which step the classifier, reading each step's
 estimate of the clean image, first gives the requested digit more than 50%, as the median and
-90th percentile over the samples of each digit, with the timestep and noise level of that step.
+90th percentile over the samples of each digit, with that step's timestep and signal sqrt(alpha_bar).
 """
 
 import json

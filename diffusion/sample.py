@@ -3,18 +3,17 @@
     python -m diffusion.sample --digits 0-9 --per-digit 100 --out samples.npz --grid grid.png --gif process.gif
 
 samples.npz holds `images` (N, 28, 28) uint8 and `labels` (N,) int64, the digit each image
-was asked to be. --probabilities readings.csv adds what the classifier reads each step's estimate
-of the clean image x0 as: a row per image and step (image, digit, step, timestep, alpha_bar,
-p0 ... p9), which shows when each digit is decided. Options left out take the weights' recommended settings. The GIF is the
+was asked to be. Options left out take the weights' recommended settings. The GIF is the
 app's animation (media.denoising_animation): x_t above x0, at least 3 s of motion, at most
-MAX_ANIMATED_PER_DIGIT samples of each digit.
+MAX_ANIMATED_PER_DIGIT samples of each digit. --probabilities readings.csv adds what the
+classifier reads each step's estimate of the clean image x0 as, which shows when each digit
+is decided: a row per image and step (image, digit, step, timestep, alpha_bar, p0 ... p9).
 """
 
 import csv
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
 from . import cli
 from .classifier import class_probabilities, load_classifier
@@ -28,21 +27,22 @@ FLAGS = {"digits": "--digits", "guidance_scale": "--guidance", "sampler": "--sam
          "seed": "--seed", "samples_per_digit": "--per-digit"}
 
 
-def read_along(steps: Iterable[Step], classifier, readings: list[tuple[Step, torch.Tensor]]) -> Iterator[Step]:
-    """Pass the steps on, appending (step, the classifier's probabilities of its x0 (N, 10)) to readings."""
+def read_along(steps: Iterable[Step], classifier, readings: list[tuple]) -> Iterator[Step]:
+    """Pass the steps on, appending to readings each step's number, timestep, alpha_bar and the
+    classifier's probabilities of its x0 (N, 10) (not the step itself: its tensors are big)."""
     for step in steps:
-        readings.append((step, class_probabilities(classifier, step.x0)))
+        readings.append((step.index + 1, step.timestep, step.alpha_bar, class_probabilities(classifier, step.x0)))
         yield step
 
 
-def save_readings(readings: list[tuple[Step, torch.Tensor]], labels: np.ndarray, path: str) -> None:
+def save_readings(readings: list[tuple], labels: np.ndarray, path: str) -> None:
     with atomic_write(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "digit", "step", "timestep", "alpha_bar", *(f"p{k}" for k in range(10))])
-            for step, probabilities in readings:
+            for step_number, timestep, alpha_bar, probabilities in readings:
                 for image, (label, row) in enumerate(zip(labels, probabilities.tolist())):
-                    writer.writerow([image, int(label), step.index + 1, step.timestep, f"{step.alpha_bar:.6g}",
+                    writer.writerow([image, int(label), step_number, timestep, f"{alpha_bar:.6g}",
                                      *(f"{p:.6f}" for p in row)])
 
 

@@ -260,11 +260,15 @@ class Demo:
         step_numbers, probabilities = run.readings.step_numbers, run.readings.probabilities()  # (steps, digits, 10)
         passed = first_passing(probabilities, torch.tensor(run.digits))
         panels = []
+        stopped = run.step < run.steps
         for i, digit in enumerate(run.digits):
             when = "not yet over 50%" if passed[i] is None else f"passed 50% at step {step_numbers[passed[i]]}"
-            if finished:
-                svg = media.probability_chart(probabilities[:, i].tolist(), step_numbers, run.steps, digit)
-                caption = f"{digit}: {'never passed 50%' if passed[i] is None else when} (of {run.steps} steps)"
+            if finished:  # a stopped run's chart spans the steps made
+                svg = media.probability_chart(probabilities[:, i].tolist(), step_numbers,
+                                              run.step if stopped else run.steps, digit)
+                if passed[i] is None:
+                    when = f"not over 50% when stopped at step {run.step}" if stopped else "never passed 50%"
+                caption = f"{digit}: {when} (of {run.steps} steps)"
             else:
                 svg = media.probability_bars(probabilities[-1, i].tolist(), digit)
                 caption = f"{digit}: {probabilities[-1, i, digit]:.0%}, {when}"

@@ -127,6 +127,7 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
     np.testing.assert_array_equal(top_half(animation[-1]), sample_grid(to_uint8(seventh.x), 1))
     assert Path(gif_path).name.endswith("_stopped-at-step-7.gif")
     assert readings["steps"] == [1], "the chart shows the steps read before Stop: here the first of every 10th"
+    assert readings["panels"][0]["caption"] == "7: not over 50% when stopped at step 7 (of 1000 steps)"
 
     demo.start(page)
     demo.stop(page)  # pressed while the request waited for its turn: no model work at all

@@ -362,7 +362,7 @@ class Demo:
         with errors_shown_on_the_page():
             for step in morph.morph_steps(self.pipe, start, end, morph.frame_points(frames)):
                 denoising = media.denoising_frames([step.x], step.x0, 1)[0]
-                yield [figure(f"x_t above the model's guess x&#x302;<sub>0</sub>, step {step.index + 1}", denoising,
+                yield [figure(f"x_t above the model's guess of x_0, step {step.index + 1}", denoising,
                               ROW_SIZE)], f"Step {step.index + 1} of {self.pipe.sampling_config.steps}", None
         images = media.to_uint8(step.x)
         loop = media.back_and_forth(list(images))

@@ -115,6 +115,11 @@ def digit_of(choice: str) -> int:
     return int(choice)
 
 
+def morph_ends(start_digit: str, start_seed: int, end_digit: str, end_seed: int) -> tuple[tuple, tuple]:
+    """A morph's start and end, (digit, seed) each, from the Morph tab's widgets."""
+    return (digit_of(start_digit), start_seed), (digit_of(end_digit), end_seed)
+
+
 def digits_of(choice: str) -> list[int]:
     if choice == ALL_DIGITS:
         return list(range(10))
@@ -265,7 +270,7 @@ class Demo:
             when = "not yet over 50%" if passed[i] is None else f"passed 50% at step {step_numbers[passed[i]]}"
             if finished:  # a stopped run's chart spans the steps made
                 svg = media.probability_chart(probabilities[:, i].tolist(), step_numbers,
-                                              run.step if stopped else run.steps, digit)
+                                              run.step if stopped else run.steps, digit, passed[i])
                 if passed[i] is None:
                     when = f"not over 50% when stopped at step {run.step}" if stopped else "never passed 50%"
                 caption = f"{digit}: {when} (of {run.steps} steps)"
@@ -358,7 +363,7 @@ class Demo:
     def morph(self, start_digit: str, start_seed: int, end_digit: str, end_seed: int, frames: int = MORPH_FRAMES):
         """Stream (figures, reading, GIF path): the row of frames as it denoises, then the morph
         looping there and back, its row of frames, and what the classifier reads each frame as."""
-        start, end = (digit_of(start_digit), start_seed), (digit_of(end_digit), end_seed)
+        start, end = morph_ends(start_digit, start_seed, end_digit, end_seed)
         with errors_shown_on_the_page():
             for step in morph.morph_steps(self.pipe, start, end, morph.frame_points(frames)):
                 denoising = media.denoising_frames([step.x], step.x0, 1)[0]
@@ -384,7 +389,7 @@ class Demo:
         """(figures, readings): the digit at one point of the morph, and what the classifier reads it as."""
         if not (is_number(point) and 0 <= point <= 1):
             raise gr.Error(f"point must be a number from 0 to 1, not {point!r}")
-        start, end = (digit_of(start_digit), start_seed), (digit_of(end_digit), end_seed)
+        start, end = morph_ends(start_digit, start_seed, end_digit, end_seed)
         with errors_shown_on_the_page():
             image = morph.morph(self.pipe, start, end, [point])
         probabilities = class_probabilities(self.classifier, image)[0]

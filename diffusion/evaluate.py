@@ -21,6 +21,7 @@ estimate of the clean image, first gives the requested digit more than 50%, as t
 import json
 import math
 import statistics
+from typing import Iterator
 
 import torch
 
@@ -50,12 +51,11 @@ def confidence(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     return class_probabilities(classifier, images)[torch.arange(len(labels)), labels.cpu()].mean().item()
 
 
-@torch.inference_mode()
 def variety(classifier, images: torch.Tensor) -> float:
     """How different samples are: the mean distance, over every pair, between their classifier
     features (as the Fréchet distance compares them). 0: all the same. Pixel distance misleads
     here: strong guidance thickens strokes, which adds pixel differences while the shapes grow alike."""
-    features = classifier.features(images.to(next(classifier.parameters()).device)).double().cpu()
+    features = predict(classifier, images)[1].double()
     pairs = torch.combinations(torch.arange(len(features)))
     return (features[pairs[:, 0]] - features[pairs[:, 1]]).norm(dim=1).mean().item()
 
@@ -67,15 +67,20 @@ def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.
     return torch.cat([of_digit[torch.randperm(len(of_digit), generator=generator)[:per_digit]] for of_digit in indices])
 
 
+def batches(per_digit: int, batch_size: int, seed: int) -> Iterator[tuple[list[int], int]]:
+    """per_digit samples of each digit, in batches of whole digits: (the batch's digits, its seed)."""
+    labels = Pipeline.labels(list(range(10)), per_digit)
+    for first in range(0, len(labels), batch_size):
+        yield sorted(set(labels[first:first + batch_size].tolist())), seed + first
+
+
 def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, floor: float,
              sampler: str, steps: int, guidance_scale: float, per_digit: int, seed: int, batch_size: int) -> dict:
     digits = list(range(10))
     labels = Pipeline.labels(digits, per_digit)
-    images = []
-    for first in range(0, len(labels), batch_size):  # batches of whole digits, each with its own seed
-        batch_digits = sorted(set(labels[first:first + batch_size].tolist()))
-        images.append(pipeline.generate(batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
-                                        seed=seed + first, samples_per_digit=per_digit).cpu())
+    images = [pipeline.generate(batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
+                                seed=batch_seed, samples_per_digit=per_digit).cpu()
+              for batch_digits, batch_seed in batches(per_digit, batch_size, seed)]
     predicted, features = predict(classifier, torch.cat(images))
     correct = predicted == labels
     return {
@@ -99,10 +104,9 @@ def when_decided(pipeline: Pipeline, classifier, sampler: str, steps: int, guida
     digits = list(range(10))
     labels = Pipeline.labels(digits, per_digit)
     decided, final = [], []
-    for first in range(0, len(labels), batch_size):
-        batch_digits = sorted(set(labels[first:first + batch_size].tolist()))
+    for batch_digits, batch_seed in batches(per_digit, batch_size, seed):
         readings = torch.stack([class_probabilities(classifier, step.x0) for step in pipeline.sample_steps(
-            batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=seed + first,
+            batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=batch_seed,
             samples_per_digit=per_digit)])
         # Unconditional (guidance 0) asks for no digit: then the digit decided is the one it becomes.
         becomes = readings[-1].argmax(1)

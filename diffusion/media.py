@@ -221,10 +221,10 @@ def probability_bars(probabilities: Sequence[float], digit: int) -> str:
 
 
 def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequence[int], num_steps: int,
-                      digit: int) -> str:
+                      digit: int, passed: int | None) -> str:
     """Each class's probability against the step, as SVG: one line per class, one point per reading
     (readings (S, 10) at step_numbers, 1-based, of num_steps), `digit`'s line standing out and the
-    first reading where it passes 50% marked."""
+    reading where it passed 50% (index `passed`, as classifier.first_passing finds it) marked."""
     width, height = CHART_WIDTH, CHART_HEIGHT
     left, right, top, bottom = 34, width - 10, 10, height - 26
 
@@ -246,7 +246,6 @@ def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequenc
         style = (f'stroke="{HIGHLIGHT}" stroke-width="2.5"' if k == digit else
                  'stroke="currentColor" stroke-opacity="0.35" stroke-width="1"')
         lines.append(f'<polyline data-digit="{k}" points="{points}" fill="none" {style}/>')
-    passed = next((i for i, reading in enumerate(readings) if reading[digit] > 0.5), None)
     marker = ""
     if passed is not None:
         step, p = step_numbers[passed], readings[passed][digit]

@@ -40,7 +40,8 @@ def test_first_passing_finds_the_first_reading_over_the_threshold():
 
 def test_the_chart_has_a_line_per_class_a_point_per_reading_and_marks_the_pass():
     readings = [[0.1] * 10, [0.05] * 3 + [0.55] + [0.05] * 6, [0.0] * 3 + [1.0] + [0.0] * 6]
-    svg = parse_svg(media.probability_chart(readings, [1, 4, 6], 6, digit=3))
+    [passed] = first_passing(torch.tensor(readings)[:, None], torch.tensor([3]))
+    svg = parse_svg(media.probability_chart(readings, [1, 4, 6], 6, digit=3, passed=passed))
     lines = svg.findall(f"{SVG}polyline")
     assert sorted(int(line.get("data-digit")) for line in lines) == list(range(10))
     assert all(len(line.get("points").split()) == 3 for line in lines)
@@ -50,7 +51,7 @@ def test_the_chart_has_a_line_per_class_a_point_per_reading_and_marks_the_pass()
     assert xs[0] < xs[1] < xs[2], "steps left to right"
     [marker] = svg.findall(f"{SVG}circle")
     assert float(marker.get("cx")) == xs[1], "the pass is marked at step 4, the first reading over 50%"
-    assert not parse_svg(media.probability_chart([[0.1] * 10], [1], 1, digit=3)).findall(f"{SVG}circle")
+    assert not parse_svg(media.probability_chart([[0.1] * 10], [1], 1, digit=3, passed=None)).findall(f"{SVG}circle")
 
 
 def test_the_bars_show_ten_classes_in_proportion():

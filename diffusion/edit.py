@@ -1,6 +1,6 @@
 """Editing with the denoiser: bring any picture of a digit into the model's world, MNIST's way.
 
-Work in progress for issue 15 (draw and repair): only the preprocessing so far.
+Work in progress for issue 15 (draw and repair): the preprocessing and SDEdit so far; inpainting next.
 
 MNIST's digits were made from scans: each digit's strokes scaled, keeping their proportions, to
 fit a 20x20 box, then placed in the 28x28 image so that their centre of mass is at its centre
@@ -9,9 +9,15 @@ fit a 20x20 box, then placed in the 28x28 image so that their centre of mass is 
 or an MNIST-like image (light strokes on black).
 """
 
+import math
+from typing import Iterator
+
 import numpy as np
 import torch
 from PIL import Image
+
+from .pipeline import Pipeline, SettingError, is_number
+from .samplers import Step
 
 DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
 IMAGE_SIZE = 28
@@ -59,3 +65,26 @@ def to_model_input(image: Image.Image) -> torch.Tensor:
     canvas[top:top + box.shape[0], left:left + box.shape[1]] = box
     canvas /= canvas.max()
     return torch.from_numpy(canvas * 2 - 1)[None, None]
+
+
+@torch.inference_mode()
+def sdedit_steps(pipe: Pipeline, images: torch.Tensor, digits: list[int], strength: float, seed: int = 0,
+                 guidance_scale: float | None = None, sampler: str | None = None,
+                 steps: int | None = None) -> Iterator[Step]:
+    """SDEdit (Meng et al. 2022, Alg. 1): noise pictures (N, 1, 28, 28) in [-1, 1] part of the way,
+    to t0 = strength (T - 1), with q(x_t0 | x_0), then denoise them towards digits (one per
+    picture) from t0: a run of strength x the sampler's steps (at least one). Strength near 0
+    tidies the strokes; near 1 the picture is only a loose hint. Yields the pipeline's Steps."""
+    guidance_scale, sampler, steps = pipe.settings(guidance_scale, sampler, steps)
+    pipe.validate(digits, guidance_scale, seed, sampler, steps)
+    if not (is_number(strength) and math.isfinite(strength) and 0 < strength <= 1):
+        raise SettingError("strength", "a number above 0 and at most 1", strength)
+    if len(digits) != len(images):
+        raise ValueError(f"one digit per picture: got {len(digits)} digits for {len(images)} pictures")
+    start = round(strength * (pipe.schedule.num_timesteps - 1))
+    generator = torch.Generator(pipe.device).manual_seed(seed)
+    images = images.to(pipe.device)
+    noise = torch.randn(images.shape, generator=generator, device=pipe.device)
+    x = pipe.schedule.q_sample(images, torch.full((len(images),), start, device=pipe.device), noise)
+    timesteps = pipe.schedule.timesteps(min(start + 1, max(1, round(strength * steps))), start=start)
+    yield from pipe.denoise(x, torch.tensor(digits), guidance_scale, sampler, timesteps, generator)

@@ -88,12 +88,13 @@ def morph_steps(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], po
     check(pipe, start, end, points, guidance_scale, sampler, steps)
     (start_digit, start_seed), (end_digit, end_seed) = start, end
     x = morph_noise(pipe, (start_seed, end_seed), points)
+    timesteps = pipe.schedule.timesteps(steps)
     if start_digit == end_digit:
-        yield from pipe.denoise(x, torch.full((len(points),), start_digit), guidance_scale, sampler, steps)
+        yield from pipe.denoise(x, torch.full((len(points),), start_digit), guidance_scale, sampler, timesteps)
     else:
         labels = torch.tensor([[start_digit, end_digit]]).repeat(len(points), 1)
         weights = torch.tensor([[1 - point, point] for point in points])
-        yield from pipe.denoise(x, labels, guidance_scale, sampler, steps, weights=weights)
+        yield from pipe.denoise(x, labels, guidance_scale, sampler, timesteps, weights=weights)
 
 
 def morph(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],

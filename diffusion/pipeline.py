@@ -169,16 +169,18 @@ class Pipeline:
         labels = self.labels(digits, samples_per_digit).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed)
         x = self.starting_noise(len(labels), generator)
-        yield from self.denoise(x, labels, guidance_scale, sampler, steps, generator)
+        yield from self.denoise(x, labels, guidance_scale, sampler, self.schedule.timesteps(steps), generator)
 
     @torch.inference_mode()
-    def denoise(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float, sampler: str, steps: int,
-                generator: torch.Generator | None = None, weights: torch.Tensor | None = None) -> Iterator[Step]:
-        """The sampler's steps from starting noise x towards labels, with settings already checked:
-        what sample_steps and the morphs (morph.py) share. labels and weights as classifier_free_guidance."""
+    def denoise(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float, sampler: str,
+                timesteps: list[int], generator: torch.Generator | None = None,
+                weights: torch.Tensor | None = None) -> Iterator[Step]:
+        """The sampler's steps from x at timesteps[0] towards labels, with settings already checked:
+        what sample_steps, the morphs (morph.py) and the edits (edit.py) share. labels and weights
+        as classifier_free_guidance."""
         eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), float(guidance_scale),
                                           self.model.config.null_label, None if weights is None else weights.to(self.device))
-        yield from SAMPLERS[sampler](eps_fn, x, self.schedule, self.schedule.timesteps(steps), generator)
+        yield from SAMPLERS[sampler](eps_fn, x, self.schedule, timesteps, generator)
 
     @torch.inference_mode()
     def denoise_in_one_step(self, images: torch.Tensor, digits: list[int], timestep: int, seed: int = 0,

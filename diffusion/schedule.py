@@ -57,16 +57,18 @@ class NoiseSchedule:
         alpha_bar = self.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
         return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
 
-    def timesteps(self, steps: int) -> list[int]:
-        """`steps` timesteps from T-1 down, evenly spaced ("trailing": Lin et al. 2024, Table 2).
+    def timesteps(self, steps: int, start: int | None = None) -> list[int]:
+        """`steps` timesteps from `start` (by default T-1) down, evenly spaced ("trailing": Lin et
+        al. 2024, Table 2).
 
         The first step always starts from t = T-1, pure noise; "leading" spacing would start
         from a partly noised image that sampling never sees, and loses quality at few steps.
+        An edit (edit.py) starts from a picture noised part of the way, at `start`.
         """
-        T = self.num_timesteps
-        if not 1 <= steps <= T:
-            raise ValueError(f"steps must be between 1 and {T}, not {steps}")
-        return [round(T - i * T / steps) - 1 for i in range(steps)]
+        n = self.num_timesteps if start is None else start + 1
+        if not 1 <= steps <= n:
+            raise ValueError(f"steps must be between 1 and {n}, not {steps}")
+        return [round(n - i * n / steps) - 1 for i in range(steps)]
 
 
 def denoising_loss(predict_noise, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,

@@ -36,6 +36,7 @@ def test_a_digit_drawn_large_in_a_corner_comes_out_sized_and_centred_like_mnist(
     assert abs(centre_y - 13.5) <= 1 and abs(centre_x - 13.5) <= 1, (centre_y, centre_x)
 
 
+@pytest.mark.slow  # needs MNIST, which the everyday command does not
 def test_mnist_digits_come_back_close_to_themselves(mnist_root):
     """MNIST's own digits are already made this way: brought in again, they move by about what a
     one-pixel shift moves them (measured on the first 200 test digits: median mean absolute
@@ -57,3 +58,28 @@ def test_mnist_digits_come_back_close_to_themselves(mnist_root):
 def test_a_picture_without_strokes_says_so(picture):
     with pytest.raises(EmptyImageError, match="empty or one flat colour"):
         to_model_input(picture)
+
+
+def test_sdedit_tidies_at_low_strength_and_follows_the_class_at_high(shipped_pipeline):
+    from diffusion.classifier import class_probabilities, load_classifier
+    from diffusion.edit import sdedit_steps
+
+    classifier = load_classifier()
+    drawn = to_model_input(three_drawn_in_a_corner())
+    steps = list(sdedit_steps(shipped_pipeline, drawn, [3], strength=0.5, seed=0))
+    assert [step.timestep for step in steps] == [500, 333, 166], "half of the default 6 steps, from t = 500"
+    tidied = steps[-1].x
+    assert (tidied - drawn).abs().mean() < 0.1 and class_probabilities(classifier, tidied).argmax() == 3
+    eight = list(sdedit_steps(shipped_pipeline, drawn, [8], strength=0.8, seed=0))[-1].x
+    assert class_probabilities(classifier, eight).argmax() == 8, "at high strength the class asked for wins"
+    again = list(sdedit_steps(shipped_pipeline, drawn, [8], strength=0.8, seed=0))[-1].x
+    assert torch.equal(eight, again), "the same seed, the same edit"
+
+
+@pytest.mark.parametrize("strength", [0, -0.5, 1.5, float("nan"), "strong"])
+def test_a_strength_out_of_range_says_what_is_allowed(tiny_pipeline, strength):
+    from diffusion import SettingError
+    from diffusion.edit import sdedit_steps
+
+    with pytest.raises(SettingError, match="strength must be a number above 0 and at most 1"):
+        next(sdedit_steps(tiny_pipeline, torch.zeros(1, 1, 28, 28), [3], strength))

@@ -18,7 +18,7 @@ import torch
 
 from .batching import SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
-from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0
+from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0, with_known_pixels
 from .schedule import NoiseSchedule, ScheduleConfig
 from .unet import UNet, UNetConfig
 
@@ -174,12 +174,15 @@ class Pipeline:
     @torch.inference_mode()
     def denoise(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float, sampler: str,
                 timesteps: list[int], generator: torch.Generator | None = None,
-                weights: torch.Tensor | None = None) -> Iterator[Step]:
+                weights: torch.Tensor | None = None,
+                known: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[Step]:
         """The sampler's steps from x at timesteps[0] towards labels, with settings already checked:
         what sample_steps, the morphs (morph.py) and the edits (edit.py) share. labels and weights
-        as classifier_free_guidance."""
+        as classifier_free_guidance; known = (images, keep) for inpainting, as with_known_pixels."""
         eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), float(guidance_scale),
                                           self.model.config.null_label, None if weights is None else weights.to(self.device))
+        if known is not None:
+            eps_fn = with_known_pixels(eps_fn, self.schedule, *known)
         yield from SAMPLERS[sampler](eps_fn, x, self.schedule, timesteps, generator)
 
     @torch.inference_mode()

@@ -78,6 +78,21 @@ def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float,
     return eps_fn
 
 
+def with_known_pixels(eps_fn: EpsFn, schedule: NoiseSchedule, known: torch.Tensor, keep: torch.Tensor) -> EpsFn:
+    """Inpainting through the noise prediction: where keep is True, the clean image is known, so
+    the noise in x_t there is not guessed but solved for, eps = (x_t - sqrt(alpha_bar) x0) /
+    sqrt(1 - alpha_bar) (Ho et al. eq. 4). Any sampler then moves the kept pixels along their own
+    noising path, as q(x_t | x_0) would (the "replacement" of Song et al. 2021, App. I.2, with
+    the noise drawn once), and lands them on the known values; the model sees them at every step,
+    so it fills in the rest to match."""
+    def eps_fn_knowing(x: torch.Tensor, t: int) -> torch.Tensor:
+        alpha_bar = schedule.alphas_cumprod[t].item()
+        eps_known = (x - math.sqrt(alpha_bar) * known) / math.sqrt(1 - alpha_bar)
+        return torch.where(keep, eps_known, eps_fn(x, t))
+
+    return eps_fn_knowing
+
+
 def predict_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
     """Solve x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps for x0 (Ho et al. eq. 4), clipped."""
     return ((x - math.sqrt(1 - alpha_bar) * eps) / math.sqrt(alpha_bar)).clamp(-1, 1)

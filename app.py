@@ -29,7 +29,10 @@ import gradio as gr
 import numpy as np
 import torch
 
-from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, media, morph
+from gradio import FileData
+from PIL import Image
+
+from diffusion import DEFAULT_WEIGHTS, STEP_RANGES, Pipeline, cli, edit, media, morph
 from diffusion.classifier import Classifier, StepReadings, class_probabilities, first_passing, load_classifier
 from diffusion.evaluate import confidence, variety
 from diffusion.pipeline import is_number
@@ -51,6 +54,11 @@ GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
 MORPH_FRAMES = 9  # the morph's row, from its start to its end
 MORPH_SIZE = 240  # about, the size of the looping morph and of the digit at a point
+CANVAS_SIZE = 280  # px: the drawing canvas, and the repair's picture (a 28x28 digit at 10x)
+BRUSH_SIZE = 18  # px on the canvas: about MNIST's stroke width at that scale
+AS_READ = "the one it looks like"  # the edit's digit choice: the one the classifier reads in the picture
+EDIT_DIGIT_CHOICES = [AS_READ] + DIGIT_CHOICES[:-1]
+MASK_COLOUR = (249, 115, 22)  # the repair's mask, shown over the picture: the app's primary colour
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
 # MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
 # (README, "Serving many"); beyond, Gradio answers at once that the app is busy, to try again.
@@ -68,7 +76,8 @@ CSS = """
 #guidance-rows figure { flex-basis: 100%; }
 #status { min-height: 1.5em; text-align: center; }
 #denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
-#gif .empty, #png .empty, #morph-gif .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
+#gif .empty, #png .empty, #morph-gif .empty, .download .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
+.edit-row .picture .placeholder { min-height: 240px; }
 #picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
 #picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
 #picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
@@ -80,12 +89,18 @@ CSS = """
 #probabilities .html-container, #morph-figures .html-container, #point-figures .html-container { padding: 0; }
 @media (max-width: 640px) { .gradio-container .main { padding-left: 12px !important; padding-right: 12px !important; } }
 """
-# The live picture: one image, x_t above x0, with its labels outside it.
-PICTURE_TEMPLATE = """<div class="picture">${value ? `
+
+
+def picture_template(placeholder: str) -> str:
+    """The live picture: one image, x_t above x0, with its labels outside it; before a run, what to do."""
+    return """<div class="picture">${value ? `
   <p class="label">x<sub>t</sub>: the noisy sample (top half)</p>
   <img src="${value.src}" alt="${value.alt}" style="width: ${value.width}px">
   <p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>` :
-  `<p class="placeholder">Press Generate to watch a digit emerge from noise.</p>`}</div>"""
+  `<p class="placeholder">""" + placeholder + """</p>`}</div>"""
+
+
+
 # Labelled pictures, side by side where they fit (one a row for the guidance scales).
 FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
   <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
@@ -94,9 +109,13 @@ FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figur
 READINGS_TEMPLATE = """<div class="readings">${value ? `<p class="heading">${value.heading}</p>
   <div class="panels">${value.panels.map(panel => `<figure>${panel.svg}<figcaption>${panel.caption}</figcaption>
   </figure>`).join("")}</div>` : ""}</div>"""
-# On a narrow screen the picture is below the controls: bring it into view when Generate is pressed.
-SHOW_PICTURE_ON_PHONES = """() => { if (window.innerWidth < 700)
-    document.querySelector("#status").scrollIntoView({behavior: "smooth", block: "start"}); }"""
+
+
+def show_on_phones(element_id: str) -> str:
+    """JavaScript for a button: on a narrow screen, where the picture is below the controls, bring
+    the element (the status above it) into view. It hands the event's inputs on unchanged."""
+    return ("(...inputs) => { if (window.innerWidth < 700) document.querySelector('#" + element_id +
+            "').scrollIntoView({behavior: 'smooth', block: 'start'}); return inputs; }")
 
 
 @contextmanager
@@ -143,6 +162,37 @@ def picture(frames: list[np.ndarray], alt: str) -> dict:
 def figure(label: str, image: np.ndarray, size: int) -> dict:
     """A labelled picture for FIGURES_TEMPLATE."""
     return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)}
+
+
+def uploaded(path: str) -> Image.Image:
+    """A picture from an uploaded file, its size checked before it is decoded (edit.open_picture)."""
+    try:
+        return edit.open_picture(path)
+    except edit.PictureError as e:
+        raise gr.Error(str(e)) from None
+    except OSError:
+        raise gr.Error("the uploaded file could not be read: upload it again") from None
+
+
+def canvas_picture(value: dict | None, part: str) -> Image.Image:
+    """The picture in a Sketchpad's or ImageEditor's raw value: its "composite" (all drawn) or its "background"."""
+    file = (value or {}).get(part)
+    if not file:
+        raise gr.Error("the canvas is empty: draw a digit first" if part == "composite" else
+                       "there is no picture to repair: upload one, or start from a digit")
+    return uploaded(file["path"])
+
+
+def edit_digit(digit: int | None) -> str:
+    """An API caller's digit as the edit's choice: None takes the digit the picture reads as."""
+    return AS_READ if digit is None else str(digit)
+
+
+def mask_overlay(model_input: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The model input (1, 1, 28, 28) as RGB, the part to fill in tinted with MASK_COLOUR."""
+    grey = np.repeat(media.to_uint8(model_input)[0][..., None], 3, axis=2).astype(np.float32)
+    tinted = 0.4 * grey + 0.6 * np.array(MASK_COLOUR, np.float32)
+    return np.where(mask[0, 0].numpy()[..., None], tinted, grey).astype(np.uint8)
 
 
 class Run:
@@ -302,15 +352,9 @@ class Demo:
         name = (f"mnist-{'digits-0-9' if len(digits) > 1 else f'digit-{digits[0]}'}_{settings['sampler']}"
                 f"-{settings['steps']}-steps_guidance-{settings['guidance_scale']:g}_seed-{settings['seed']}"
                 f"_x{settings['samples_per_digit']}{stopped}")
-        gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
         final = media.sample_grid(media.to_uint8(run.sample), len(digits))
+        gif_path, png_path = self.save_downloads(name, frames, final)
         with self.encoding:
-            try:
-                media.save_animation(frames, gif_path)
-                media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
-            except OSError as e:
-                raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
-                               "the server may be out of disk space") from None
             shown = picture(frames, f"the denoising of {self.describe(run)}")
         return shown, status, str(gif_path), str(png_path)
 
@@ -326,6 +370,109 @@ class Demo:
         if run is not None:
             run.stop_requested = True
         return gr.Button(interactive=False, variant="secondary")
+
+    def run_edit(self, image: Image.Image, mask: Image.Image | None, digit: str, strength: float, seed: int):
+        """Stream (figures, picture, status, GIF path, PNG path, details) of Draw (no mask: SDEdit
+        at `strength`) or Repair (fill in the mask): each step, with the 28x28 input the model gets
+        (and the mask over it), then the denoising as a looping animation, and in the details the
+        digit made, the digit the picture was read as and the result's class probabilities."""
+        operation = "draw" if mask is None else "repair"
+        with errors_shown_on_the_page():
+            model_input, mask = edit.to_model_input(image, mask)
+            if operation == "draw":
+                edit.check_strength(strength)
+        read_as = int(class_probabilities(self.classifier, model_input).argmax())
+        digits = [read_as if digit == AS_READ else digit_of(digit)]
+        shown = model_input if mask is None else model_input.masked_fill(mask, -1)
+        figures = [figure(f"what the model gets: read as a {read_as}" if mask is None else "what the model keeps",
+                          media.to_uint8(shown)[0], FORWARD_SIZE)]
+        if mask is not None:
+            figures.append(figure("the part to fill in", mask_overlay(model_input, mask), FORWARD_SIZE))
+        with errors_shown_on_the_page():
+            if operation == "draw":
+                steps = edit.draw_steps(self.pipe, model_input, digits, strength, seed)
+                num_steps = len(edit.draw_timesteps(self.pipe, strength))
+            else:
+                steps = edit.repair_steps(self.pipe, model_input, mask, digits, seed)
+                num_steps = self.pipe.sampling_config.steps
+            frames, started = [], self.clock()
+            for step, step_frames in media.denoising_animation(steps, num_steps, 1, 1):
+                frames += step_frames
+                status = f"Step {step.index + 1} of {num_steps} · {self.clock() - started:.1f} s"
+                yield figures, picture(frames[-1:], status), status, None, None, None
+        name = f"mnist-{operation}_digit-{digits[0]}{f'_strength-{strength:g}' if mask is None else ''}_seed-{seed}"
+        gif_path, png_path = self.save_downloads(name, frames, media.to_uint8(step.x)[0])
+        final_reading = class_probabilities(self.classifier, step.x)[0]
+        status = (f"{'Finished' if mask is None else 'Repaired'} as a {digits[0]} in {self.clock() - started:.2f} s; "
+                  f"the classifier reads it as a {int(final_reading.argmax())} ({final_reading.max():.0%} sure)")
+        details = {"digit": digits[0], "picture_read_as": read_as, "probabilities": final_reading.tolist()}
+        yield figures, picture(frames, f"the denoising of your {'drawing' if mask is None else 'repair'}"), status, \
+            str(gif_path), str(png_path), details
+
+    def draw_on_canvas(self, drawing: dict | None, digit: str, strength: float, seed: int):
+        """Draw's button: the canvas's picture (its raw value), finished by the model."""
+        for update in self.run_edit(canvas_picture(drawing, "composite"), None, digit, strength, seed):
+            yield update[:5]
+
+    def repair_in_editor(self, editor: dict | None, digit: str, seed: int):
+        """Repair's button: the editor's picture with the painted part filled in."""
+        image = canvas_picture(editor, "background")
+        layers = [uploaded(layer["path"]) for layer in (editor or {}).get("layers") or []]
+        if not layers:
+            raise gr.Error("paint over the part of the digit to fill in, then press Repair")
+        mask = Image.new("L", layers[0].size)
+        for layer in layers:  # the painted parts of all layers
+            mask.paste(255, mask=layer.getchannel("A").point(lambda alpha: 255 * (alpha > 0)))
+        for update in self.run_edit(image, mask.resize(image.size, Image.Resampling.NEAREST), digit, 1.0, seed):
+            yield update[:5]
+
+    def api_draw(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
+                 seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Finish a picture of a digit (PNG, JPEG, ...: any size, grey or colour, with or without alpha):
+        it is noised `strength` of the way (above 0: tidy it; 1: a loose hint) and denoised towards
+        `digit` (None: the digit it reads as). Returns the final image (PNG), the denoising (GIF),
+        and the details: the digit made, the one the picture read as, the result's probabilities."""
+        *_, gif, png, details = self.last(self.run_edit(uploaded(picture["path"]), None, edit_digit(digit), strength, seed))
+        return png, gif, details
+
+    def api_repair(self, picture: FileData, mask: FileData, digit: int | None = None,
+                   seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Fill in part of a picture of a digit: mask is a picture of the same shape, white (or opaque,
+        on a transparent one) where to fill in; the rest is kept. Returns as /draw does."""
+        image, painted = uploaded(picture["path"]), uploaded(mask["path"])
+        *_, gif, png, details = self.last(self.run_edit(image, painted, edit_digit(digit), 1.0, seed))
+        return png, gif, details
+
+    @staticmethod
+    def last(updates):
+        for update in updates:
+            pass
+        return update
+
+    def repair_start(self, digit: str, seed: int) -> dict:
+        """The repair editor's picture: a generated digit (any, for AS_READ), CANVAS_SIZE px."""
+        choice = random.Random(seed).randrange(10) if digit == AS_READ else digit_of(digit)
+        image = media.to_uint8(self.pipe.generate([choice], seed=seed))[0]
+        return {"background": media.enlarge(image, CANVAS_SIZE), "layers": [], "composite": None}
+
+    @staticmethod
+    def repair_from_file(file: dict | None) -> dict:
+        """The repair editor's picture: Draw's finished digit (the raw value of its PNG's gr.File)."""
+        if not file:
+            raise gr.Error("finish a drawing in the Draw tab first")
+        return {"background": file["path"], "layers": [], "composite": None}
+
+    def save_downloads(self, name: str, frames: list[np.ndarray], final: np.ndarray) -> tuple[Path, Path]:
+        """(GIF path, PNG path): the animation and the final image, written for download."""
+        gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
+        with self.encoding:
+            try:
+                media.save_animation(frames, gif_path)
+                media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
+            except OSError as e:
+                raise gr.Error(f"the images were made but could not be saved for download ({e.strerror or e}); "
+                               "the server may be out of disk space") from None
+        return gif_path, png_path
 
     def compare_guidance(self, digit: str, seed: int):
         """The same seed at each guidance scale, a labelled row each, streamed row by row: what
@@ -460,7 +607,7 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
             # The picture travels inline, as a data URL: each update shows at once, with no second
             # request that the next update could overtake (a gr.Image would serve it as a file).
             with gr.Row(elem_id="picture-row"):  # the readings beside the picture where they fit, else below
-                live = gr.HTML(html_template=PICTURE_TEMPLATE, label="picture", show_label=False, elem_id="denoising",
+                live = gr.HTML(html_template=picture_template("Press Generate to watch a digit emerge from noise."), label="picture", show_label=False, elem_id="denoising",
                                min_height=200)
                 readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
                                    elem_id="probabilities")
@@ -476,7 +623,7 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
     quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
     sampler.change(partial(step_slider, pipe=pipe), sampler, steps, **quiet)
     randomize_seed.change(seed_box, [randomize_seed, seed_used], seed, **quiet)
-    started = generate.click(demo.start, None, [status, generate, stop], js=SHOW_PICTURE_ON_PHONES, **quiet)
+    started = generate.click(demo.start, None, [status, generate, stop], js=show_on_phones("status"), **quiet)
     generating = started.then(
         demo.generate, [digit, guidance_scale, sampler, steps, seed, samples_per_digit],
         [live, status, gif, png, seed_used, readings], api_name="generate", concurrency_id="model", preprocess=False,
@@ -485,6 +632,70 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
     generating.failure(not_generated, None, [status, generate, stop], **quiet)  # .then follows only success
     stop.click(demo.stop, None, stop, **quiet)
     return sampler, steps
+
+
+def edit_outputs(name: str, placeholder: str) -> list[gr.components.Component]:
+    """The Draw and Repair tabs' right-hand side: status, the model's input, the live picture, downloads."""
+    status = gr.Markdown(label="status", show_label=False, elem_id=f"{name}-status")
+    with gr.Row(elem_id=f"{name}-row", elem_classes="edit-row"):
+        figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="input", show_label=False, elem_id=f"{name}-input")
+        live = gr.HTML(html_template=picture_template(placeholder), label="picture", show_label=False,
+                       elem_id=f"{name}-picture")
+    with gr.Row():
+        gif = gr.File(label="Animation (GIF)", interactive=False, elem_id=f"{name}-gif", elem_classes="download")
+        png = gr.File(label="Final image (PNG)", interactive=False, elem_id=f"{name}-png",  # Repair's input too
+                      elem_classes="download")
+    return [figures, live, status, gif, png]
+
+
+def build_draw_tab(demo: Demo) -> gr.File:
+    gr.Markdown("Draw a digit with the mouse or a finger, and let the model finish it. Your drawing is brought "
+                "into the model's world as MNIST's digits were made: its strokes scaled to fit a 20x20 box, "
+                "centred by their centre of mass in 28x28. Then it is noised part of the way (**strength**) and "
+                "denoised towards the digit you pick (SDEdit). Ask for another digit at high strength, and the "
+                "model keeps your layout where it can.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            canvas = gr.Sketchpad(np.full((CANVAS_SIZE, CANVAS_SIZE, 3), 255, np.uint8), label="Your drawing",
+                                  canvas_size=(CANVAS_SIZE, CANVAS_SIZE), fixed_canvas=True, layers=False,
+                                  transforms=(), brush=gr.Brush(BRUSH_SIZE, colors=["#000000"], color_mode="fixed"),
+                                  elem_id="canvas")
+            digit = gr.Radio(EDIT_DIGIT_CHOICES, value=AS_READ, label="Digit to make", elem_id="draw-digit")
+            strength = gr.Slider(0.05, 1, value=edit.DEFAULT_STRENGTH, step=0.05, label="Strength", elem_id="strength",
+                                 info="Low: tidy my strokes. High: use them only as a loose hint.")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed", elem_id="draw-seed")
+            button = gr.Button("Finish my digit", variant="primary", elem_id="draw")
+        with gr.Column(scale=2):
+            outputs = edit_outputs("draw", "Draw a digit, then press Finish my digit.")
+    button.click(demo.draw_on_canvas, [canvas, digit, strength, seed], outputs, api_visibility="private",
+                 concurrency_id="model", preprocess=False, show_progress="hidden", js=show_on_phones("draw-status"))
+    return outputs[-1]
+
+
+def build_repair_tab(demo: Demo, drawn: gr.File) -> None:
+    gr.Markdown("Paint over part of a digit, and let the model fill that part in for the digit you pick, while "
+                "the rest stays exactly as it was. At every step the model is told the kept pixels, noised to "
+                "that step, so what it makes joins them.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            editor = gr.ImageEditor(demo.repair_start("3", 0), label="Paint over the part to fill in",
+                                    canvas_size=(CANVAS_SIZE, CANVAS_SIZE), sources=["upload"], layers=False,
+                                    transforms=(), brush=gr.Brush(BRUSH_SIZE * 2, colors=[(media.HIGHLIGHT, 0.6)],
+                                                                  color_mode="fixed"), elem_id="repair-editor")
+            with gr.Row():
+                use_drawing = gr.Button("Use my finished drawing", size="sm", elem_id="use-drawing")
+                new_digit = gr.Button("A new generated digit", size="sm", elem_id="new-digit")
+            digit = gr.Radio(EDIT_DIGIT_CHOICES, value=AS_READ, label="Digit to make", elem_id="repair-digit")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed", elem_id="repair-seed")
+            button = gr.Button("Repair", variant="primary", elem_id="repair")
+        with gr.Column(scale=2):
+            outputs = edit_outputs("repair", "Paint over part of the digit, then press Repair.")
+    quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    use_drawing.click(demo.repair_from_file, drawn, editor, preprocess=False, **quiet)
+    new_digit.click(lambda digit: demo.repair_start(digit, random.randrange(2**32)), digit, editor, preprocess=False,
+                    api_visibility="private", concurrency_id="model", show_progress="hidden")
+    button.click(demo.repair_in_editor, [editor, digit, seed], outputs, api_visibility="private",
+                 concurrency_id="model", preprocess=False, show_progress="hidden", js=show_on_phones("repair-status"))
 
 
 def build_guidance_tab(demo: Demo) -> None:
@@ -562,6 +773,10 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
                 build_guidance_tab(demo)
             with gr.Tab("Morph"):
                 build_morph_tab(demo)
+            with gr.Tab("Draw"):
+                drawn = build_draw_tab(demo)
+            with gr.Tab("Repair"):
+                build_repair_tab(demo, drawn)
             with gr.Tab("Forward process") as forward_tab:
                 digit, timestep, seed, outputs = build_forward_tab(demo, pipe)
         app.load(partial(step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
@@ -569,6 +784,8 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
         gr.on([forward_tab.select, timestep.release, digit.change, seed.submit], demo.forward_process,
               [digit, timestep, seed], outputs, api_name="forward_process", concurrency_id="model",
               trigger_mode="always_last", preprocess=False, show_progress="hidden")
+        gr.api(demo.api_draw, api_name="draw", concurrency_id="model")
+        gr.api(demo.api_repair, api_name="repair", concurrency_id="model")
     app.queue(max_size=max_queue_size, default_concurrency_limit=max_runs_at_once)
     return app
 
@@ -626,6 +843,7 @@ def main() -> None:
     # quiet: Gradio's banner would suggest share=True, a public link this demo does not offer.
     app = build_app(pipe)
     app.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"], quiet=True,
+               max_file_size=edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
                prevent_thread_lock=True, max_threads=MAX_RUNS_AT_ONCE + 40)  # threads for the runs, and to spare
     print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server

@@ -17,6 +17,7 @@ Both yield the pipeline's Steps, so streaming and GIFs work as for sampling.
 
 import math
 import os
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -34,7 +35,6 @@ from .samplers import Step
 IMAGE_SIZE = 28
 DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
 MIN_INK = 0.1  # of the strongest stroke: fainter pixels are paper, not ink, when finding the strokes' box
-WORK_SCALE = 4  # strokes are measured and evened out at 4x the model's size, then brought down to 28x28
 # MNIST's stroke width, in pixels at 28x28: 2.34 at the median, 1.56 at the 5th percentile (the first
 # 2,000 test digits, by stroke_width). A thinner pen is thickened towards the median.
 MNIST_STROKE_WIDTH, THINNEST = 2.34, 1.56
@@ -66,14 +66,18 @@ def open_picture(path: str | os.PathLike) -> Image.Image:
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
         raise PictureError(f"the file is {size / 1e6:.0f} MB; pictures may be up to {MAX_FILE_BYTES / 1e6:.0f} MB")
+    too_many = f"pictures may have up to {MAX_PIXELS / 1e6:.0f} million pixels (a digit needs far fewer: 28 x 28)"
     try:
-        image = Image.open(path)  # reads the header only
+        with warnings.catch_warnings():  # Pillow's own warning about big pictures: they are refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError:  # Pillow refuses over 179 million pixels as it opens
+        raise PictureError(f"the picture is too large: {too_many}") from None
     except (OSError, SyntaxError, ValueError):
         raise PictureError("the file is not a picture this app can read: upload a PNG or JPEG") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise PictureError(f"the picture is {width:,} x {height:,} pixels; pictures may have up to "
-                           f"{MAX_PIXELS / 1e6:.0f} million (a digit needs far fewer: 28 x 28)")
+        raise PictureError(f"the picture is {width:,} x {height:,} pixels; {too_many}")
     try:
         image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # a JPEG decodes straight at a reduced size
         image = ImageOps.exif_transpose(image)
@@ -107,26 +111,30 @@ def stroke_width(amount: np.ndarray) -> float:
 
 
 def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
-    """Strokes thinner than MNIST's THINNEST grown a pixel a side at a time (a 3x3 maximum) towards
-    MNIST's median width; `scale` is pixels per pixel of 28x28. Thick strokes are left as they are:
+    """Strokes thinner than MNIST's THINNEST grown (a maximum over a square) towards MNIST's median
+    width; `scale` is the picture's pixels per pixel of 28x28. Thick strokes are left as they are:
     thinning them broke the narrow parts of 8s and 9s (a marker's 8s went from 46% to 70% read as
     8 when left alone, tests/edit_survey.py)."""
     width = stroke_width(amount) / scale
-    if width >= THINNEST or width == 0:
+    growth = round((MNIST_STROKE_WIDTH - width) * scale / 2)  # pixels a side
+    if width >= THINNEST or width == 0 or growth < 1:
         return amount
-    strokes = torch.from_numpy(amount)[None, None]
-    for _ in range(round((MNIST_STROKE_WIDTH - width) * scale / 2)):
-        strokes = F.max_pool2d(strokes, 3, 1, 1)
-    return strokes[0, 0].numpy()
+    return F.max_pool2d(torch.from_numpy(amount)[None, None], 2 * growth + 1, 1, growth)[0, 0].numpy()
+
+
+def strokes_box(amount: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), bottom and right exclusive, of the pixels with ink."""
+    rows, columns = np.nonzero(amount >= MIN_INK)
+    return rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
 
 
 def region(array: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """The square box (left, top, right, bottom, in pixels, may reach outside the array: zeros there)
-    of a float array, resampled to size x size (Lanczos: no aliasing when it shrinks)."""
+    of a float array, resampled to size x size, each pixel the mean of the area it covers."""
     pad = int(math.ceil(max(-box[0], -box[1], box[2] - array.shape[1], box[3] - array.shape[0], 0))) + 1
     padded = np.pad(array.astype(np.float32), pad)
     shifted = tuple(edge + pad for edge in box)
-    return np.asarray(Image.fromarray(padded).resize((size, size), Image.Resampling.LANCZOS, box=shifted))
+    return np.asarray(Image.fromarray(padded).resize((size, size), Image.Resampling.BOX, box=shifted))
 
 
 def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -140,26 +148,31 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     if strongest - amount.min() < MIN_INK:
         raise EmptyImageError("the picture is empty or one flat colour: draw or upload a digit")
     amount = amount / strongest
-    rows, columns = np.nonzero(amount >= MIN_INK)
-    top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    side = max(bottom - top, right - left)  # the box's longer side becomes DIGIT_BOX px
+    top, bottom, left, right = strokes_box(amount)
+    amount = thicken_thin_strokes(amount, max(bottom - top, right - left) / DIGIT_BOX)
+    top, bottom, left, right = strokes_box(amount)
+    scale = DIGIT_BOX / max(bottom - top, right - left)  # 28x28 pixels per pixel of the picture
+    # Where the box goes in 28x28: its top-left corner at whole pixels, so that its edges fall on
+    # pixel edges and no ink spills outside it, with the strokes' centre of mass nearest the centre.
     ys, xs = np.indices(amount.shape)
-    # The centre of mass, in pixel-edge coordinates, kept close enough to the box's centre that
-    # the box stays inside the 28x28 image.
-    slack = (IMAGE_SIZE - DIGIT_BOX) / 2 * side / DIGIT_BOX
-    centre_y = np.clip((ys * amount).sum() / amount.sum() + 0.5, (top + bottom) / 2 - slack, (top + bottom) / 2 + slack)
-    centre_x = np.clip((xs * amount).sum() / amount.sum() + 0.5, (left + right) / 2 - slack, (left + right) / 2 + slack)
-    half = IMAGE_SIZE / 2 * side / DIGIT_BOX
-    box = (centre_x - half, centre_y - half, centre_x + half, centre_y + half)
-    strokes = thicken_thin_strokes(region(amount, box, IMAGE_SIZE * WORK_SCALE).clip(0, 1), WORK_SCALE)
-    digit = np.asarray(Image.fromarray(strokes).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)).clip(0, 1)
+    centre_y = ((ys + 0.5) * amount).sum() / amount.sum()
+    centre_x = ((xs + 0.5) * amount).sum() / amount.sum()
+    row = np.clip(round(IMAGE_SIZE / 2 - (centre_y - top) * scale), 0, IMAGE_SIZE - math.ceil((bottom - top) * scale))
+    column = np.clip(round(IMAGE_SIZE / 2 - (centre_x - left) * scale), 0, IMAGE_SIZE - math.ceil((right - left) * scale))
+    box = (left - column / scale, top - row / scale, left + (IMAGE_SIZE - column) / scale, top + (IMAGE_SIZE - row) / scale)
+    digit = region(amount, box, IMAGE_SIZE).clip(0, 1)
     model_input = torch.from_numpy(digit / digit.max() * 2 - 1).float()[None, None]
     if mask is None:
         return model_input, None
-    if mask.size != image.size:
-        raise PictureError(f"the mask must be the picture's size, {image.size[0]} x {image.size[1]}, "
-                           f"not {mask.size[0]} x {mask.size[1]}")
-    return model_input, torch.from_numpy(region(ink(mask), box, IMAGE_SIZE) > 0.5)[None, None]
+    (width, height), (mask_width, mask_height) = image.size, mask.size
+    if abs(mask_width / mask_height - width / height) > 0.02 * width / height:
+        raise PictureError(f"the mask must have the picture's shape, {width} x {height}, not {mask_width} x {mask_height}")
+    rgba = np.asarray(mask.convert("RGBA").resize(image.size, Image.Resampling.NEAREST))
+    # Painted: the opaque part of a transparent mask (a brush's layer), else its light part.
+    painted = rgba[..., 3] > 0 if rgba[..., 3].min() < 128 else rgba[..., :3].mean(axis=2) >= 128
+    if painted.all():  # the whole picture: around it too, where the 28x28 input reaches past its edges
+        return model_input, torch.ones_like(model_input, dtype=torch.bool)
+    return model_input, torch.from_numpy(region(painted.astype(np.float32), box, IMAGE_SIZE) > 0.5)[None, None]
 
 
 def check_strength(strength) -> None:

@@ -16,13 +16,15 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client
+from gradio_client import Client, handle_file
+from PIL import Image
 
 import app
 from diffusion import media, morph
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
 from .conftest import ROOT, free_port, library_image, run_script
+from .test_edit import three_drawn_in_a_corner
 
 
 class FakeClock:
@@ -442,3 +444,54 @@ def test_startup_says_what_it_is_doing_and_where_it_serves():
     assert lines[2] == "Loaded the model on cpu.\n"
     assert lines[3] == f"Serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
     assert "share=True" not in "".join(lines) + rest
+
+
+def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(served_app, tmp_path):
+    client = Client(served_app, verbose=False)
+
+    def upload(name: str, image: Image.Image | bytes) -> dict:
+        path = tmp_path / name
+        path.write_bytes(image) if isinstance(image, bytes) else image.save(path)
+        return handle_file(str(path))
+
+    three = upload("three.png", three_drawn_in_a_corner())
+    png, gif, details = client.predict(three, None, 0.7, 0, api_name="/draw")
+    assert (details["picture_read_as"], details["digit"], int(np.argmax(details["probabilities"]))) == (3, 3, 3)
+    assert Path(gif).suffix == ".gif" and len(iio.imread(gif)) >= media.MIN_FRAMES
+    png, gif, details = client.predict(three, 8, 0.9, 0, api_name="/draw")
+    assert details["digit"] == 8 and int(np.argmax(details["probabilities"])) == 8, "a drawn 3 made an 8"
+
+    bottom = Image.new("L", (800, 800))
+    bottom.paste(255, (0, 255, 800, 800))
+    png, gif, details = client.predict(three, upload("bottom.png", bottom), None, 0, api_name="/repair")
+    assert details["digit"] == 3 and iio.imread(png).shape[0] >= 28
+
+    bad_draws = [
+        (upload("white.png", Image.new("RGB", (300, 300), "white")), 0.7, "the picture is empty or one flat colour"),
+        (upload("black.png", Image.new("L", (300, 300))), 0.7, "the picture is empty or one flat colour"),
+        (upload("huge.png", Image.new("1", (10_000, 10_000))), 0.7, "10,000 x 10,000 pixels; pictures may have up to"),
+        (upload("notes.png", b"not a picture at all"), 0.7, "not a picture this app can read"),
+        (three, 0, "strength must be a number above 0 and at most 1, not 0"),
+        (three, 1.5, "strength must be a number above 0 and at most 1, not 1.5"),
+    ]
+    for picture, strength, message in bad_draws:
+        with pytest.raises(Exception, match=re.escape(message)):
+            client.predict(picture, None, strength, 0, api_name="/draw")
+    with pytest.raises(Exception, match="digit must be one of 0, 1"):
+        client.predict(three, 12, 0.7, 0, api_name="/draw")
+    everything, nothing = Image.new("L", (800, 800), 255), Image.new("L", (800, 800), 0)
+    for mask, message in ((upload("nothing.png", nothing), "mask must be painted over the part to fill in"),
+                          (upload("everything.png", everything), "(it covers everything)")):
+        with pytest.raises(Exception, match=re.escape(message)):
+            client.predict(three, mask, None, 0, api_name="/repair")
+    _, _, details = client.predict(three, None, 0.7, 0, api_name="/draw")
+    assert details["digit"] == 3, "the next request is served"
+
+
+def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(demo):
+    with pytest.raises(gr.Error, match="the canvas is empty: draw a digit first"):
+        next(demo.draw_on_canvas({"background": None, "layers": [], "composite": None}, app.AS_READ, 0.7, 0))
+    editor = demo.repair_start("3", 0)
+    with pytest.raises(gr.Error, match="there is no picture to repair"):
+        next(demo.repair_in_editor(None, app.AS_READ, 0))
+    assert editor["background"].shape == (app.CANVAS_SIZE, app.CANVAS_SIZE) and not editor["layers"]

@@ -4,7 +4,8 @@ desktop (1280x900) and on a phone (390x844).
 It asserts what a person needs: the animation plays (distinct frames on screen, its loop
 length), nothing covers the live picture during a long run, each digit is big enough to see,
 the classifier's bars show and change during a run and its chart follows, the morph plays,
-every tab can be reached, Stop says what it did, nothing needs sideways scrolling. It saves a
+every tab can be reached, Stop says what it did, nothing needs sideways scrolling; a digit drawn
+with the mouse (or a finger, on the phone) is finished and repaired. It saves a
 screenshot before, during and after each run and of every tab, in the folder it prints
 (BROWSER_SCREENSHOTS names one; by default a temporary folder), to be looked at.
 
@@ -16,6 +17,7 @@ the app in (app.png and app-phone.png: the default run playing, as the screen sh
 import base64
 import hashlib
 import io
+import math
 import os
 import re
 import time
@@ -109,7 +111,7 @@ def check(viewport: str, page, shoot, report) -> None:
     status, picture = page.locator("#status"), page.locator("#denoising img")
 
     # Every tab has a visible label, and the page fits the screen.
-    for tab in ("Generate", "How guidance works", "Morph", "Forward process"):
+    for tab in ("Generate", "How guidance works", "Morph", "Draw", "Repair", "Forward process"):
         assert page.get_by_role("tab", name=tab).is_visible(), f"the {tab!r} tab should be visible on the {viewport}"
     assert no_sideways_scrolling(page)
     shoot("1-generate-before")
@@ -315,3 +317,99 @@ def test_a_full_app_says_busy_and_generate_works_again(browser, shipped_pipeline
         for job in jobs:
             job.cancel()
         blocks.close()
+
+
+THREE = [(0.35 + 0.22 * math.sin(0.35 * i), 0.3 - 0.13 * math.cos(0.35 * i)) for i in range(10)] + \
+        [(0.35 + 0.22 * math.sin(0.35 * i), 0.6 - 0.16 * math.cos(0.35 * i)) for i in range(10)]  # two arcs
+ACROSS_THE_BOTTOM = [(0.2, 0.62), (0.8, 0.62), (0.8, 0.72), (0.2, 0.72), (0.2, 0.82), (0.8, 0.82)]
+
+
+def stroke(page, canvas, points, touch) -> None:
+    """One stroke through points (fractions of the canvas) with the mouse, or a finger (touch events)."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    at = [(box["x"] + box["width"] * x, box["y"] + box["height"] * y) for x, y in points]
+    if touch is None:
+        page.mouse.move(*at[0])
+        page.mouse.down()
+        for x, y in at[1:]:
+            page.mouse.move(x, y, steps=4)
+        page.mouse.up()
+    else:
+        touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": at[0][0], "y": at[0][1]}]})
+        for x, y in at[1:]:
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    # The editor hands the server its picture a moment after the stroke, as a person reaches for the button.
+    page.wait_for_timeout(1000)
+
+
+def dark_share(screenshot: bytes) -> float:
+    """The share of a screenshot's pixels that are dark (ink on the white canvas)."""
+    grey = Image.open(io.BytesIO(screenshot)).convert("L")
+    return sum(grey.histogram()[:80]) / (grey.width * grey.height)
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, screenshots, viewport, capsys):
+    """Draw a 3 (the mouse on a desktop, a finger on a phone), let the model finish it and watch
+    the animation; then take it to Repair, paint over its bottom half and have it filled in."""
+    from playwright.sync_api import expect
+
+    phone = viewport == "phone"
+    context = browser.new_context(viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone)
+    page = context.new_page()
+    touch = context.new_cdp_session(page) if phone else None
+    shoot = lambda name: page.screenshot(path=screenshots / f"{viewport}-9-{name}.png", full_page=True)  # noqa: E731
+    try:
+        page.goto(served_app)
+        page.get_by_role("tab", name="Draw").click()
+        canvas = page.locator("#canvas canvas").first
+        expect(canvas).to_be_visible()
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"] and box["width"] >= 250, \
+            f"the canvas should be big enough to draw on, and whole: {box}"
+        blank = dark_share(canvas.screenshot())
+        stroke(page, canvas, THREE, touch)
+        drawn = dark_share(canvas.screenshot())
+        assert drawn > blank + 0.02, f"the stroke should show on the canvas ({blank:.3f} -> {drawn:.3f} dark)"
+        shoot("draw-before")
+        status = page.locator("#draw-status")
+        page.locator("#draw").click()
+        shoot("draw-during")
+        expect(status).to_contain_text("Finished as a 3", timeout=60_000)
+        shoot("draw-after")
+        model_input = page.locator("#draw-input img")
+        expect(page.locator("#draw-input figcaption")).to_have_text("what the model gets: read as a 3")
+        animation = page.locator("#draw-picture img")
+        assert animation.get_attribute("src").startswith("data:image/gif")
+        animation.scroll_into_view_if_needed()
+        seen, seconds = distinct_pictures_on_screen(animation, enough=12)
+        width = page.viewport_size["width"]
+        for image in (model_input, animation):
+            box = image.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 100, box
+        with capsys.disabled():
+            print(f"\nbrowser ({viewport}): draw: ink on the canvas {blank:.3f} -> {drawn:.3f}; {seen} distinct "
+                  f"pictures in {seconds:.1f} s; {status.inner_text()}", end="")
+        assert seen >= 12, "the finished drawing's denoising should play"
+        expect(page.locator("#draw-gif a").first).to_be_visible()
+        assert no_sideways_scrolling(page)
+
+        page.get_by_role("tab", name="Repair").click()
+        page.locator("#use-drawing").click()
+        editor = page.locator("#repair-editor canvas").first
+        page.wait_for_timeout(1000)  # the editor draws the new picture
+        shoot("repair-before")
+        stroke(page, editor, ACROSS_THE_BOTTOM, touch)
+        status = page.locator("#repair-status")
+        page.locator("#repair").click()
+        shoot("repair-during")
+        expect(status).to_contain_text("Repaired as a 3", timeout=60_000)
+        expect(page.locator("#repair-input figcaption")).to_have_text(["what the model keeps", "the part to fill in"])
+        assert page.locator("#repair-picture img").get_attribute("src").startswith("data:image/gif")
+        assert no_sideways_scrolling(page)
+        shoot("repair-after")
+    finally:
+        shoot("last")
+        context.close()

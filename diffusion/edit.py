@@ -45,8 +45,8 @@ MAX_PIXELS = 25_000_000
 WORK_SIDE = 1024  # px: larger pictures are reduced to this before their strokes are found
 # Draw's defaults: a drawing noised 70% of the way keeps its layout and comes out MNIST-like. It has
 # fewer steps left to become the digit asked for than a sample from noise, and stronger guidance
-# makes up for it: stand-ins for drawings read as asked 96.8% at (0.7, 1.5), 98.8% at (0.7, 3)
-# in the worst of tests/edit_survey.py's four pens.
+# makes up for it: the worst of tests/edit_survey.py's four pens read as asked 97.4% at guidance
+# 1.5, 98.6% at 3 (README, "Draw a digit").
 DEFAULT_STRENGTH = 0.7
 DRAW_GUIDANCE_SCALE = 3.0
 
@@ -113,8 +113,7 @@ def stroke_width(amount: np.ndarray) -> float:
 def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
     """Strokes thinner than MNIST's THINNEST grown (a maximum over a square) towards MNIST's median
     width; `scale` is the picture's pixels per pixel of 28x28. Thick strokes are left as they are:
-    thinning them broke the narrow parts of 8s and 9s (a marker's 8s went from 46% to 70% read as
-    8 when left alone, tests/edit_survey.py)."""
+    thinning them broke the narrow parts of 8s and 9s (README, "Draw a digit")."""
     width = stroke_width(amount) / scale
     growth = round((MNIST_STROKE_WIDTH - width) * scale / 2)  # pixels a side
     if width >= THINNEST or width == 0 or growth < 1:

@@ -1,7 +1,7 @@
 """The README's figures on drawing and repairing ("Draw a digit, and let the model finish it"),
 measured on the shipped weights with MNIST's test digits standing in for drawings.
 
-    MNIST_ROOT=../shared/data python -m tests.edit_survey        # about 4 minutes on 2 CPU cores
+    MNIST_ROOT=../shared/data python -m tests.edit_survey        # about 2 minutes on 2 CPU cores
 
 Draw: the first 50 test digits of each class, each made to look drawn with a mouse or finger in
 one of the DEGRADATIONS below, on a 280 x 280 white canvas, brought in with to_model_input and
@@ -139,7 +139,7 @@ def main() -> None:
         repaired, masks = repair_results(pipe, images, labels, half)
         share, worst, worst_share = read_as(classifier, repaired, labels)
         print(f"repair, {half} half: read as asked {share:.1%} (worst digit {worst}: {worst_share:.0%}), "
-              f"kept pixels changed by at most {kept_change(repaired, images, masks):.2f} grey levels")
+              f"kept pixels changed by at most {kept_change(repaired, images, masks):.2g} grey levels")
 
 
 if __name__ == "__main__":

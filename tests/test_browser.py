@@ -11,7 +11,8 @@ screenshot before, during and after each run and of every tab, in the folder it 
 
 Needs `apt-get install -y chromium` and `pip install playwright` (both done by .ci/run);
 CHROMIUM names another Chromium binary; README_ASSETS a folder to keep the README's views of
-the app in (app.png and app-phone.png: the default run playing, as the screen shows it).
+the app in (app.png and app-phone.png: the default run playing, as the screen shows it;
+app-draw.png: a drawing finished, on the desktop).
 """
 
 import base64
@@ -379,6 +380,8 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
         shoot("draw-during")
         expect(status).to_contain_text("Finished as a 3", timeout=60_000)
         shoot("draw-after")
+        if os.environ.get("README_ASSETS") and not phone:
+            page.screenshot(path=Path(os.environ["README_ASSETS"]) / "app-draw.png")
         model_input = page.locator("#draw-input img")
         expect(page.locator("#draw-input figcaption")).to_have_text("what the model gets: read as a 3")
         animation = page.locator("#draw-picture img")

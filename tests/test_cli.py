@@ -186,3 +186,45 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
 def test_bench_and_evaluate_refuse_bad_settings_naming_the_flag(script, args, message):
     result = run_script("-m", script, *args)
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_edit_cli_finishes_a_drawing_and_repairs_it(tmp_path):
+    from .test_edit import three_drawn_in_a_corner
+
+    picture, mask = tmp_path / "three.png", tmp_path / "bottom.png"
+    three_drawn_in_a_corner().save(picture)
+    bottom = Image.new("L", (800, 800))
+    bottom.paste(255, (0, 255, 800, 800))
+    bottom.save(mask)
+    out, gif, model_input = tmp_path / "out.png", tmp_path / "out.gif", tmp_path / "input.png"
+    result = run_script("-m", "diffusion.edit", "draw", str(picture), "--out", str(out), "--gif", str(gif),
+                        "--input", str(model_input))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "the picture reads as a 3"
+    assert iio.imread(out).shape == iio.imread(model_input).shape == (280, 280)
+    with Image.open(gif) as animation:
+        assert animation.n_frames >= 48
+    result = run_script("-m", "diffusion.edit", "repair", str(picture), "--mask", str(mask), "--digit", "3",
+                        "--out", str(out))
+    assert result.returncode == 0 and f"wrote {out}" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["draw", "PICTURE", "--strength", "1.5"], "argument --strength: must be a number above 0 and at most 1, not 1.5"),
+    (["draw", "PICTURE", "--digit", "12"], "argument --digit: invalid choice: 12"),
+    (["repair", "PICTURE"], "repair needs --mask, and draw takes none"),
+    (["draw", "NOTES"], "the file is not a picture this app can read"),
+    (["draw", "WHITE"], "the picture is empty or one flat colour"),
+])
+def test_edit_cli_bad_arguments_exit_with_one_line(tmp_path, args, message):
+    from .test_edit import three_drawn_in_a_corner
+
+    files = {"PICTURE": tmp_path / "three.png", "NOTES": tmp_path / "notes.png", "WHITE": tmp_path / "white.png"}
+    three_drawn_in_a_corner().save(files["PICTURE"])
+    files["NOTES"].write_text("not a picture")
+    Image.new("RGB", (100, 100), "white").save(files["WHITE"])
+    out = tmp_path / "out.png"
+    result = run_script("-m", "diffusion.edit", *[str(files.get(arg, arg)) for arg in args], "--out", str(out))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()

@@ -100,7 +100,6 @@ def picture_template(placeholder: str) -> str:
   `<p class="placeholder">""" + placeholder + """</p>`}</div>"""
 
 
-
 # Labelled pictures, side by side where they fit (one a row for the guidance scales).
 FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
   <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
@@ -379,8 +378,6 @@ class Demo:
         operation = "draw" if mask is None else "repair"
         with errors_shown_on_the_page():
             model_input, mask = edit.to_model_input(image, mask)
-            if operation == "draw":
-                edit.check_strength(strength)
         read_as = int(class_probabilities(self.classifier, model_input).argmax())
         digits = [read_as if digit == AS_READ else digit_of(digit)]
         shown = model_input if mask is None else model_input.masked_fill(mask, -1)
@@ -607,8 +604,8 @@ def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]
             # The picture travels inline, as a data URL: each update shows at once, with no second
             # request that the next update could overtake (a gr.Image would serve it as a file).
             with gr.Row(elem_id="picture-row"):  # the readings beside the picture where they fit, else below
-                live = gr.HTML(html_template=picture_template("Press Generate to watch a digit emerge from noise."), label="picture", show_label=False, elem_id="denoising",
-                               min_height=200)
+                live = gr.HTML(html_template=picture_template("Press Generate to watch a digit emerge from noise."),
+                               label="picture", show_label=False, elem_id="denoising", min_height=200)
                 readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
                                    elem_id="probabilities")
             gr.Markdown("When a run ends, the picture plays the whole process, looping. Frames between two "

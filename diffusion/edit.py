@@ -174,14 +174,11 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     return model_input, torch.from_numpy(region(painted.astype(np.float32), box, IMAGE_SIZE) > 0.5)[None, None]
 
 
-def check_strength(strength) -> None:
+def draw_timesteps(pipe: Pipeline, strength: float, steps: int | None = None) -> list[int]:
+    """Draw's timesteps: from t0 = strength (T - 1) down, strength x the sampler's steps (at least one).
+    Raises SettingError for a strength out of range."""
     if not (is_number(strength) and math.isfinite(strength) and 0 < strength <= 1):
         raise SettingError("strength", "a number above 0 and at most 1", strength)
-
-
-def draw_timesteps(pipe: Pipeline, strength: float, steps: int | None = None) -> list[int]:
-    """Draw's timesteps: from t0 = strength (T - 1) down, strength x the sampler's steps (at least one)."""
-    check_strength(strength)
     steps = pipe.settings(None, None, steps)[2]
     start = round(strength * (pipe.schedule.num_timesteps - 1))
     return pipe.schedule.timesteps(min(start + 1, max(1, round(strength * steps))), start=start)
@@ -197,10 +194,9 @@ def draw_steps(pipe: Pipeline, images: torch.Tensor, digits: list[int], strength
     only a loose hint. Yields the pipeline's Steps."""
     guidance_scale, sampler, steps = pipe.settings(guidance_scale, sampler, steps)
     pipe.validate(digits, guidance_scale, seed, sampler, steps)
-    check_strength(strength)
+    timesteps = draw_timesteps(pipe, strength, steps)  # checks the strength
     if len(digits) != len(images):
         raise ValueError(f"one digit per picture: got {len(digits)} digits for {len(images)} pictures")
-    timesteps = draw_timesteps(pipe, strength, steps)
     generator = torch.Generator(pipe.device).manual_seed(seed)
     images = images.to(pipe.device)
     noise = torch.randn(images.shape, generator=generator, device=pipe.device)

@@ -20,10 +20,11 @@ request gets exactly the images it gets alone.
 Threads and cores. Only the model thread computes on several cores (all torch found): every
 other thread is set to one (torch.set_num_threads(1)) when a SharedModel starts. Two threads that
 each keep a team of compute threads make both slow (here 2.2x, as the OpenMP runtime stops its
-threads' fast waiting once they outnumber the cores). And on Linux a caller's thread steps back
-(a lower scheduling priority, CALLER_NICENESS) so that its other work, pictures, GIFs and the web
-server's, runs on what the model's compute threads leave rather than stall them: with thirty
-requests at once this took the slowest from 2.8 s to 2.4 s here.
+threads' fast waiting once they outnumber the cores). And on Linux a caller's thread (not the
+main thread, whose priority the processes it starts inherit) steps back (a lower scheduling
+priority, CALLER_NICENESS) so that its other work, pictures, GIFs and the web server's, runs on
+what the model's compute threads leave rather than stall them: with thirty requests at once this
+took the slowest from 2.8 s to 2.4 s here.
 """
 
 import os
@@ -67,7 +68,9 @@ class SharedModel:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The model's noise prediction for x at timesteps t (one per image) and class labels."""
-        if sys.platform == "linux":  # where a thread has a priority of its own; never raised, which needs rights
+        # On Linux a thread has a priority of its own; it is never raised again, which needs rights. The
+        # main thread keeps its own: processes it starts later would inherit the lower one.
+        if sys.platform == "linux" and threading.current_thread() is not threading.main_thread():
             me = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, me, max(CALLER_NICENESS, os.getpriority(os.PRIO_PROCESS, me)))
         call = Call(x, t, labels)

@@ -92,11 +92,14 @@ def test_only_the_model_thread_computes_on_several_cores_and_callers_step_back(r
         assert torch.get_num_threads() == 1, "the other threads compute on one core"
         with ThreadPoolExecutor(1) as pool:
             niceness = pool.submit(call_and_tell_priority).result(timeout=60)
+        main_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert call_and_tell_priority() == main_niceness
     finally:
         shared.close()
-    assert model.threads == [CORES], "the model thread computes on every core"
+    assert model.threads == [CORES, CORES], "the model thread computes on every core, for both calls"
     if sys.platform == "linux":
         assert niceness >= CALLER_NICENESS, "a caller's own work steps back for the model's compute threads"
+        assert main_niceness < CALLER_NICENESS, "the main thread keeps its priority: its children inherit it"
 
 
 def test_a_failing_forward_pass_fails_each_of_its_callers_and_the_next_is_served(restore_threads):

@@ -28,7 +28,7 @@ from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, load_classifier
 from .media import back_and_forth, grid, save_animation, save_png, to_uint8, upscale
 from .pipeline import DEFAULT_WEIGHTS, Pipeline, SettingError, is_integer, is_number
-from .samplers import Step
+from .samplers import Step, final_image
 
 DETERMINISTIC_SAMPLERS = ("dpmpp", "ddim")
 MIN_FRAMES, MAX_FRAMES = 3, 16  # a row: from its two ends and the middle, to a smooth walk
@@ -100,9 +100,7 @@ def morph_steps(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], po
 def morph(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],
           **settings) -> torch.Tensor:
     """The morph's frames (N, C, H, W) in [-1, 1]; settings as morph_steps."""
-    for step in morph_steps(pipe, start, end, points, **settings):
-        pass
-    return step.x
+    return final_image(morph_steps(pipe, start, end, points, **settings))
 
 
 def reading(probabilities: torch.Tensor) -> str:

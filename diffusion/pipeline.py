@@ -18,7 +18,7 @@ import torch
 
 from .batching import SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
-from .samplers import SAMPLERS, Step, classifier_free_guidance, predict_x0, with_known_pixels
+from .samplers import SAMPLERS, Step, classifier_free_guidance, final_image, predict_x0, with_known_pixels
 from .schedule import NoiseSchedule, ScheduleConfig
 from .unet import UNet, UNetConfig
 
@@ -210,6 +210,4 @@ class Pipeline:
 
     def generate(self, digits: list[int], **options) -> torch.Tensor:
         """Images (N, C, H, W) in [-1, 1], N = len(digits) * samples_per_digit; options as sample_steps."""
-        for step in self.sample_steps(digits, **options):
-            pass
-        return step.x
+        return final_image(self.sample_steps(digits, **options))

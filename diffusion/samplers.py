@@ -40,6 +40,13 @@ class Step:
     alpha_bar_next: float  # ... and of x (1.0, clean, after the last step)
 
 
+def final_image(steps: Iterator[Step]) -> torch.Tensor:
+    """Run a sampler's steps (or an edit's, a morph's) to the end: the last Step's x, the final image."""
+    for step in steps:
+        pass
+    return step.x
+
+
 def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int,
                              weights: torch.Tensor | None = None) -> EpsFn:
     """eps = eps_uncond + w * (eps_cond - eps_uncond)  (Ho & Salimans 2022, eq. 6).

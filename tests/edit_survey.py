@@ -10,7 +10,6 @@ bottom (then left) half masked and filled in towards their true class. The class
 the results; tests/test_edit.py asserts the issue's thresholds on the same figures.
 """
 
-import math
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from diffusion import Pipeline
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.edit import draw_steps, repair_steps, to_model_input
+from diffusion.samplers import final_image
 
 PER_DIGIT = 50
 CANVAS = 280  # px: the digit drawn at 10x, as on the app's canvas
@@ -81,18 +81,12 @@ def tilted(digit, generator):
 DEGRADATIONS = {"thick marker": thick_marker, "thin line": thin_line, "shaky hand": shaky_hand, "tilted": tilted}
 
 
-def finished(steps) -> torch.Tensor:
-    for step in steps:
-        pass
-    return step.x
-
-
 def draw_results(pipe: Pipeline, images: torch.Tensor, labels: torch.Tensor, degradation: str,
                  seed: int = 0) -> torch.Tensor:
     """The finished digits of the drawings made from images with a degradation (N, 1, 28, 28)."""
     generator = torch.Generator().manual_seed(seed)
     drawings = torch.cat([to_model_input(DEGRADATIONS[degradation](digit, generator))[0] for digit in images])
-    return torch.cat([finished(draw_steps(pipe, drawings[i:i + BATCH], labels[i:i + BATCH].tolist(), seed=seed))
+    return torch.cat([final_image(draw_steps(pipe, drawings[i:i + BATCH], labels[i:i + BATCH].tolist(), seed=seed))
                       for i in range(0, len(drawings), BATCH)])
 
 
@@ -110,7 +104,7 @@ def repair_results(pipe: Pipeline, images: torch.Tensor, labels: torch.Tensor, h
                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(the digits with half masked and refilled, the masks), both (N, 1, 28, 28)."""
     originals, masks = to_model_range(images), half_masks(len(images), half)
-    repaired = torch.cat([finished(repair_steps(pipe, originals[i:i + BATCH], masks[i:i + BATCH],
+    repaired = torch.cat([final_image(repair_steps(pipe, originals[i:i + BATCH], masks[i:i + BATCH],
                                                 labels[i:i + BATCH].tolist(), seed=seed))
                           for i in range(0, len(originals), BATCH)])
     return repaired, masks

@@ -479,8 +479,10 @@ class Demo:
         rows = []
         for guidance_scale in GUIDANCE_SCALES_COMPARED:
             with errors_shown_on_the_page():
+                # At every step, as classifier-free guidance was first defined: the lesson of this tab.
                 images = self.pipe.generate(digits, guidance_scale=guidance_scale, seed=seed,
-                                            samples_per_digit=samples_per_digit)
+                                            samples_per_digit=samples_per_digit,
+                                            guidance_interval=self.pipe.all_timesteps)
             sure = confidence(self.classifier, images, Pipeline.labels(digits, samples_per_digit))
             label = f"guidance {guidance_scale:g} · read as asked: {sure:.1%}"
             if len(digits) == 1:  # the variety of samples of one digit (between digits it would say little)
@@ -572,14 +574,23 @@ def not_generated():
     return "Nothing was generated. If the app was busy, try again in a few seconds.", *idle()
 
 
+def guided_where(recommended, subject: str) -> str:
+    """A sentence on where the recommended guidance applies ("" if at every step), about subject."""
+    if recommended.guidance_interval is None:
+        return ""
+    low, high = recommended.guidance_interval
+    return f"{subject} pushes only at timesteps {low} to {high} (mid-noise), where it helps most."
+
+
 def build_generate_tab(demo: Demo, pipe: Pipeline) -> tuple[gr.Radio, gr.Slider]:
     recommended = pipe.sampling_config
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="digit")
-            guidance_scale = gr.Slider(0, MAX_GUIDANCE_SCALE, value=recommended.guidance_scale, step=0.1,
+            guidance_scale = gr.Slider(0, MAX_GUIDANCE_SCALE, value=recommended.guidance_scale, step=0.05,
                                        label="Guidance scale", info="0 ignores the digit, 1 is plain conditional, "
-                                       "higher pushes harder towards it", elem_id="guidance")
+                                       "higher pushes harder towards it. " + guided_where(recommended, "Above 1, it"),
+                                       elem_id="guidance")
             sampler = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")
             # Built with the full range so API callers may use any sampler's range; the page
             # narrows it to the chosen sampler's range on load and on every change.
@@ -700,7 +711,9 @@ def build_guidance_tab(demo: Demo) -> None:
                 "guidance scale changes. At 0 the model ignores the digit you asked for; the higher the "
                 "scale, the surer the digit and the more alike the samples. Each row says how often the "
                 "classifier reads its samples as the digit asked for, and, for one digit, their **variety**: "
-                "the mean distance between two of its samples as the classifier sees them (0: all the same).")
+                "the mean distance between two of its samples as the classifier sees them (0: all the same). "
+                "Here guidance applies at every step, as it was first defined. "
+                + guided_where(demo.pipe.sampling_config, "The default"))
     with gr.Row():
         digit = gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="compare-digit")
         seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_UI_SEED, label="Seed")

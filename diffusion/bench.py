@@ -4,8 +4,9 @@
     python -m diffusion.bench --quick              # fewer repeats and sizes, a smaller time budget
     python -m diffusion.bench --samplers dpmpp:10,ddim:50 --out bench.json
 
-Every run uses classifier-free guidance: two noise predictions per image and step, in one
-batched forward pass. Each cell is timed after a warm-up run of the same batch shape, and
+Every run uses classifier-free guidance as the weights recommend: two noise predictions per
+image at a guided step, in one batched forward pass, and one elsewhere; each cell counts them
+(EvaluationCounter). Each cell is timed after a warm-up run of the same batch shape, and
 reports the median and the range over its repeats; a cell whose single run would exceed the
 time budget is skipped (and says so). In the same run, for comparison: our model with
 1000-step DDPM, and diffusers' UNet2DModel at the size the Hugging Face diffusion course uses
@@ -39,6 +40,30 @@ from .unet import UNet
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class EvaluationCounter:
+    """Counts the network's image-evaluations while in use: a forward hook on the model adds each
+    call's batch size, so what is counted is what ran (two per guided step and image, one where
+    guidance is off), whatever the sampler or the guidance did.
+
+        with EvaluationCounter(pipeline.model) as counter:
+            images = pipeline.generate(...)
+        counter.images / len(images)   # evaluations per image
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.images = model, 0
+
+    def __enter__(self) -> "EvaluationCounter":
+        self.hook = self.model.register_forward_hook(self.count)
+        return self
+
+    def count(self, module, args, output) -> None:
+        self.images += len(args[0])
+
+    def __exit__(self, *exc) -> None:
+        self.hook.remove()
 
 
 def timed_runs(run, repeats: int, budget_s: float = math.inf) -> list[float]:
@@ -233,10 +258,10 @@ def main() -> None:
     cli.check_sweep(p, pipeline, samplers, [guidance_scale])
     device = pipeline.device
     print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
-          f"guidance {guidance_scale:g}; up to {repeats} timed runs per cell after a warm-up", flush=True)
+          f"guidance {guidance_scale:g} at timesteps {cli.interval_text(recommended.guidance_interval)}; "
+          f"up to {repeats} timed runs per cell after a warm-up", flush=True)
 
     flops_per_image = forward_flops_per_image(pipeline.model)
-    predictions_per_image = 1 if guidance_scale in (0, 1) else 2
     # This machine's matmul rate, measured before and after the cells: the best of the two is
     # the yardstick, so that a busy moment does not flatter the model's share of it.
     peak_before = matmul_peak_flops(device)
@@ -255,11 +280,14 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             times = time_generation(pipeline, digits, repeats, budget, **settings)
             first = time_first_step(pipeline, digits, repeats, **settings)
+            with EvaluationCounter(pipeline.model) as counter:
+                pipeline.generate(digits, **settings)
             estimate_per_image = statistics.median(times) / count
             cell = {"sampler": sampler, "steps": steps, "digits": count, **summary(times),
+                    "evaluations_per_image": counter.images / count,
                     "images_per_s": count / statistics.median(times),
                     "first_step_s": statistics.median(first),
-                    "flops_per_s": flops_per_image * predictions_per_image * count * steps / statistics.median(times)}
+                    "flops_per_s": flops_per_image * counter.images / statistics.median(times)}
             if device.type == "cuda":
                 cell["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
             cells.append(cell)
@@ -268,12 +296,13 @@ def main() -> None:
 
     print(f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s (best of {peak_before / 1e9:.0f} before and "
           f"{peak_after / 1e9:.0f} after); model forward {flops_per_image / 1e6:.0f} MFLOP per image")
-    header = f"{'sampler':>7} {'steps':>5} {'digits':>6} {'median s':>9} {'min-max s':>13} {'img/s':>7} " \
-             f"{'first step ms':>13} {'GFLOP/s':>8} {'of peak':>7}"
+    header = f"{'sampler':>7} {'steps':>5} {'digits':>6} {'evals/img':>9} {'median s':>9} {'min-max s':>13} " \
+             f"{'img/s':>7} {'first step ms':>13} {'GFLOP/s':>8} {'of peak':>7}"
     print(header + "\n" + "-" * len(header))
     for cell in cells:
         cell["share_of_matmul_peak"] = cell["flops_per_s"] / peak
-        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6} {cell['median_s']:>9.3f} "
+        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6} {cell['evaluations_per_image']:>9g} "
+              f"{cell['median_s']:>9.3f} "
               f"{cell['min_s']:>6.3f}-{cell['max_s']:<6.3f} {cell['images_per_s']:>7.1f} "
               f"{1000 * cell['first_step_s']:>13.1f} {cell['flops_per_s'] / 1e9:>8.1f} "
               f"{cell['share_of_matmul_peak']:>7.0%}")

@@ -12,7 +12,9 @@ from .pipeline import Pipeline, SettingError, pick_device
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then the CPU)"
 # The library's parameter names as the sweeping tools (evaluate, bench) spell them.
 SWEEP_FLAGS = {"sampler": "--samplers (sampler)", "steps": "--samplers (steps)", "guidance_scale": "--guidance",
-               "seed": "--seed"}
+               "seed": "--seed", "guidance_interval": "--guidance-interval"}
+GUIDANCE_INTERVAL_HELP = ("the timesteps where guidance above 1 applies, LOW-HIGH (e.g. 443-777), or 'all' "
+                          "(default: the weights' recommendation)")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -46,11 +48,11 @@ def settings_as_flags(parser: argparse.ArgumentParser, flags: dict[str, str]):
 
 
 def check_sweep(parser: argparse.ArgumentParser, pipeline: Pipeline, samplers: list[tuple[str, int]],
-                guidance_scales: list[float], seed: int = 0) -> None:
+                guidance_scales: list[float], seed: int = 0, guidance_intervals: list = (None,)) -> None:
     """Check every setting of a sweep before its long work starts, reporting a bad one by its flag."""
     with settings_as_flags(parser, SWEEP_FLAGS):
-        for (sampler, steps), guidance_scale in itertools.product(samplers, guidance_scales):
-            pipeline.validate([0], guidance_scale, seed, sampler, steps)
+        for (sampler, steps), guidance_scale, interval in itertools.product(samplers, guidance_scales, guidance_intervals):
+            pipeline.validate([0], guidance_scale, seed, sampler, steps, guidance_interval=interval)
 
 
 def device(text: str) -> str:
@@ -94,6 +96,26 @@ def parse_digit_and_seed(text: str) -> tuple[int, int]:
     if not (digit.strip().isdigit() and seed.strip().isdigit()):
         raise argparse.ArgumentTypeError(f"takes DIGIT:SEED, e.g. 3:1, not {text!r}")
     return int(digit), int(seed)
+
+
+def parse_guidance_interval(text: str) -> tuple[int, int] | str:
+    """'443-777' -> (443, 777); 'all' stays 'all' (every timestep: Pipeline.all_timesteps)."""
+    if text.strip() == "all":
+        return "all"
+    low, _, high = text.partition("-")
+    if not (low.strip().isdigit() and high.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"takes LOW-HIGH timesteps, e.g. 443-777, or all, not {text!r}")
+    return int(low), int(high)
+
+
+def guidance_interval(pipeline: Pipeline, parsed: tuple[int, int] | str | None) -> tuple[int, int] | None:
+    """What parse_guidance_interval gave, as the pipeline takes it (None: the recommended one)."""
+    return pipeline.all_timesteps if parsed == "all" else parsed
+
+
+def interval_text(guidance_interval: tuple[int, int] | None) -> str:
+    """How tables print a guidance interval: 'all' for every timestep (None), else 'LOW-HIGH'."""
+    return "all" if guidance_interval is None else "{}-{}".format(*guidance_interval)
 
 
 def parse_samplers(text: str) -> list[tuple[str, int]]:

@@ -179,7 +179,7 @@ def draw_timesteps(pipe: Pipeline, strength: float, steps: int | None = None) ->
     Raises SettingError for a strength out of range."""
     if not (is_number(strength) and math.isfinite(strength) and 0 < strength <= 1):
         raise SettingError("strength", "a number above 0 and at most 1", strength)
-    steps = pipe.settings(None, None, steps)[2]
+    steps = pipe.settings(None, None, steps).steps
     start = round(strength * (pipe.schedule.num_timesteps - 1))
     return pipe.schedule.timesteps(min(start + 1, max(1, round(strength * steps))), start=start)
 
@@ -192,16 +192,17 @@ def draw_steps(pipe: Pipeline, images: torch.Tensor, digits: list[int], strength
     to t0 = strength (T - 1) with q(x_t0 | x_0), then denoise them towards digits (one per
     picture) from t0, over draw_timesteps. Strength near 0 tidies the strokes; at 1 the picture is
     only a loose hint. Yields the pipeline's Steps."""
-    guidance_scale, sampler, steps = pipe.settings(guidance_scale, sampler, steps)
-    pipe.validate(digits, guidance_scale, seed, sampler, steps)
-    timesteps = draw_timesteps(pipe, strength, steps)  # checks the strength
+    s = pipe.settings(guidance_scale, sampler, steps)
+    pipe.validate(digits, s.guidance_scale, seed, s.sampler, s.steps)
+    timesteps = draw_timesteps(pipe, strength, s.steps)  # checks the strength
     if len(digits) != len(images):
         raise ValueError(f"one digit per picture: got {len(digits)} digits for {len(images)} pictures")
     generator = torch.Generator(pipe.device).manual_seed(seed)
     images = images.to(pipe.device)
     noise = torch.randn(images.shape, generator=generator, device=pipe.device)
     x = pipe.schedule.q_sample(images, torch.full((len(images),), timesteps[0], device=pipe.device), noise)
-    yield from pipe.denoise(x, torch.tensor(digits), guidance_scale, sampler, timesteps, generator)
+    # Guided at every step: its strength and guidance were chosen together, on measurement.
+    yield from pipe.denoise(x, torch.tensor(digits), s.guidance_scale, s.sampler, timesteps, generator)
 
 
 def check_mask(masks: torch.Tensor) -> None:
@@ -222,8 +223,8 @@ def repair_steps(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, digi
     digits, masks (N, 1, 28, 28) True where it fills in. It starts from pure noise, and at every
     step it is told the kept pixels (samplers.with_known_pixels), so that it makes a whole digit
     around them and they come out as they were. Yields the pipeline's Steps."""
-    guidance_scale, sampler, steps = pipe.settings(guidance_scale, sampler, steps)
-    pipe.validate(digits, guidance_scale, seed, sampler, steps)
+    s = pipe.settings(guidance_scale, sampler, steps)
+    pipe.validate(digits, s.guidance_scale, seed, s.sampler, s.steps)
     if not (len(digits) == len(images) == len(masks)):
         raise ValueError(f"one digit and mask per picture: got {len(digits)} digits and {len(masks)} masks "
                          f"for {len(images)} pictures")
@@ -231,8 +232,8 @@ def repair_steps(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, digi
     generator = torch.Generator(pipe.device).manual_seed(seed)
     x = pipe.starting_noise(len(images), generator)
     keep = ~masks.to(pipe.device)
-    yield from pipe.denoise(x, torch.tensor(digits), guidance_scale, sampler, pipe.schedule.timesteps(steps),
-                            generator, known=(images.to(pipe.device), keep))
+    yield from pipe.denoise(x, torch.tensor(digits), s.guidance_scale, s.sampler, pipe.timesteps(s.steps),
+                            generator, known=(images.to(pipe.device), keep), guidance_interval=s.guidance_interval)
 
 
 def main() -> None:

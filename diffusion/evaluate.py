@@ -2,6 +2,7 @@
 
     python -m diffusion.evaluate --per-digit 100                                   # the recommended settings
     python -m diffusion.evaluate --samplers dpmpp:10,dpmpp:20,ddim:50 --guidance 1,2,3 --table results.md
+    python -m diffusion.evaluate --guidance 1.5,3 --guidance-interval all,443-777    # where guidance applies
 
 For each sampler x steps x guidance setting it reports, as JSON:
 - accuracy: the share of samples that the classifier (diffusion/classifier.py) reads as the
@@ -9,6 +10,8 @@ For each sampler x steps x guidance setting it reports, as JSON:
 - frechet_distance: the Fréchet distance between the classifier's penultimate features of the
   samples and of the 10,000 MNIST test digits, beside frechet_floor, the same distance for as
   many real training digits (what a perfect model would score at this N);
+- evaluations_per_image: the network's image-evaluations per image, counted by a hook on the
+  network (bench.EvaluationCounter): two per image at a guided step, one elsewhere;
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
 
     python -m diffusion.evaluate --when-decided --per-digit 100                    # no MNIST needed
@@ -18,6 +21,7 @@ estimate of the clean image, first gives the requested digit more than 50%, as t
 90th percentile over the samples of each digit, with that step's timestep and signal sqrt(alpha_bar).
 """
 
+import itertools
 import json
 import math
 import statistics
@@ -26,7 +30,7 @@ from typing import Iterator
 import torch
 
 from . import cli
-from .bench import time_generation
+from .bench import EvaluationCounter, time_generation
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, first_passing, load_classifier, predict
 from .data import default_data_dir, load_mnist, to_model_range
@@ -75,23 +79,27 @@ def batches(per_digit: int, batch_size: int, seed: int) -> Iterator[tuple[list[i
 
 
 def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, floor: float,
-             sampler: str, steps: int, guidance_scale: float, per_digit: int, seed: int, batch_size: int) -> dict:
+             sampler: str, steps: int, guidance_scale: float, guidance_interval: tuple[int, int] | None,
+             per_digit: int, seed: int, batch_size: int) -> dict:
+    """One row of the table: these settings (guidance_interval None: the recommended one) on
+    per_digit samples of each digit."""
     digits = list(range(10))
     labels = Pipeline.labels(digits, per_digit)
-    images = [pipeline.generate(batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
-                                seed=batch_seed, samples_per_digit=per_digit).cpu()
-              for batch_digits, batch_seed in batches(per_digit, batch_size, seed)]
-    predicted, features = predict(classifier, torch.cat(images))
+    settings = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps,
+                "guidance_interval": pipeline.settings(None, None, None, guidance_interval).guidance_interval}
+    with EvaluationCounter(pipeline.model) as counter:
+        images = torch.cat([pipeline.generate(batch_digits, **settings, seed=batch_seed, samples_per_digit=per_digit).cpu()
+                            for batch_digits, batch_seed in batches(per_digit, batch_size, seed)])
+    predicted, features = predict(classifier, images)
     correct = predicted == labels
     return {
-        "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "samples": len(labels),
+        **settings, "samples": len(labels), "evaluations_per_image": counter.images / len(images),
         "accuracy": round(correct.float().mean().item(), 4),
         "per_digit_accuracy": {d: round(correct[labels == d].float().mean().item(), 4) for d in digits},
         "frechet_distance": round(frechet_distance(features, reference_features), 3),
         "frechet_floor": round(floor, 3),
         "seconds_for_10_digits": round(statistics.median(time_generation(
-            pipeline, digits, 5 if steps <= 50 else 1, guidance_scale=guidance_scale, sampler=sampler, steps=steps,
-            seed=seed)), 3),
+            pipeline, digits, 5 if steps <= 50 else 1, **settings, seed=seed)), 3),
         "device": str(pipeline.device),
     }
 
@@ -114,7 +122,7 @@ def when_decided(pipeline: Pipeline, classifier, sampler: str, steps: int, guida
         final += becomes.tolist()
     if guidance_scale == 0:
         labels = torch.tensor(final)
-    timesteps = pipeline.schedule.timesteps(steps)
+    timesteps = pipeline.timesteps(steps)
     alphas_cumprod = pipeline.schedule.alphas_cumprod
 
     def at(step_index: int | None) -> dict:
@@ -152,11 +160,13 @@ def decided_table(result: dict) -> str:
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| sampler | steps | guidance | accuracy | worst digit | Fréchet distance (floor) | s for 10 digits |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| sampler | steps | guidance | guided at t | evaluations per image | accuracy | worst digit | "
+             "Fréchet distance (floor) | s for 10 digits |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         worst = min(r["per_digit_accuracy"].items(), key=lambda item: item[1])
-        lines.append(f"| {r['sampler']} | {r['steps']} | {r['guidance_scale']:g} | {r['accuracy']:.2%} | "
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['guidance_scale']:g} | {cli.interval_text(r['guidance_interval'])} | "
+                     f"{r['evaluations_per_image']:g} | {r['accuracy']:.2%} | "
                      f"{worst[0]}: {worst[1]:.0%} | {r['frechet_distance']:.2f} ({r['frechet_floor']:.2f}) | "
                      f"{r['seconds_for_10_digits']:.2f} ({r['device']}) |")
     return "\n".join(lines) + "\n"
@@ -169,6 +179,8 @@ def main() -> None:
     p.add_argument("--data-dir", default=default_data_dir(), help="MNIST folder (default: $MNIST_ROOT or data/)")
     p.add_argument("--samplers", help="sampler:steps pairs, e.g. dpmpp:10,ddim:50,ddpm:1000 (default: recommended)")
     p.add_argument("--guidance", help="guidance scales, e.g. 1,2,3 (default: recommended)")
+    p.add_argument("--guidance-interval", type=lambda text: [cli.parse_guidance_interval(part) for part in text.split(",")],
+                   help="comma-separated, each " + cli.GUIDANCE_INTERVAL_HELP)
     p.add_argument("--per-digit", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=1000, help="images generated at once")
@@ -189,7 +201,8 @@ def main() -> None:
     except ValueError:
         p.error(f"--guidance takes numbers like 1,2,3, not {args.guidance!r}")
     batch_size = max(args.per_digit, args.batch_size // args.per_digit * args.per_digit)
-    cli.check_sweep(p, pipeline, samplers, guidance_scales, args.seed)
+    guidance_intervals = [cli.guidance_interval(pipeline, parsed) for parsed in args.guidance_interval or [None]]
+    cli.check_sweep(p, pipeline, samplers, guidance_scales, args.seed, guidance_intervals)
 
     classifier = load_classifier(args.classifier, pipeline.device)
     if args.when_decided:
@@ -204,12 +217,11 @@ def main() -> None:
     floor = frechet_distance(predict(classifier, real)[1], reference_features)
 
     results = []
-    for sampler, steps in samplers:
-        for guidance_scale in guidance_scales:
-            result = evaluate(pipeline, classifier, reference_features, floor, sampler, steps, guidance_scale,
-                              args.per_digit, args.seed, batch_size)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+    for (sampler, steps), guidance_scale, interval in itertools.product(samplers, guidance_scales, guidance_intervals):
+        result = evaluate(pipeline, classifier, reference_features, floor, sampler, steps, guidance_scale, interval,
+                          args.per_digit, args.seed, batch_size)
+        print(json.dumps(result), flush=True)
+        results.append(result)
     write_report(args, results, markdown_table(results))
 
 

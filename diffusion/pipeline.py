@@ -10,7 +10,7 @@ at the same time then share the model's forward passes (batching.py).
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -35,6 +35,17 @@ class SamplingConfig:
     sampler: str = "dpmpp"
     steps: int = 6
     guidance_scale: float = 1.5
+    # The timesteps (low, high) where guidance above 1 applies, elsewhere plain conditional
+    # (samplers.classifier_free_guidance); None: every timestep.
+    guidance_interval: tuple[int, int] | None = None
+    # Timesteps from T-1 down fitted to these weights (diffusion/tune.py), stretched to any step
+    # count by NoiseSchedule.timesteps; None: evenly spaced.
+    timesteps: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        for name in ("guidance_interval", "timesteps"):  # lists when read from a weights file's JSON
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 def is_integer(value) -> bool:
@@ -114,6 +125,11 @@ class Pipeline:
             unet_config = UNetConfig(**metadata["unet_config"])
             schedule_config = ScheduleConfig(**metadata["schedule_config"])
             sampling_config = SamplingConfig(**metadata["sampling_config"])
+            fitted = sampling_config.timesteps
+            if fitted is not None and not (fitted[0] == schedule_config.num_timesteps - 1 and fitted[-1] >= 0
+                                           and all(a > b for a, b in zip(fitted, fitted[1:]))):
+                raise ValueError(f"fitted timesteps must fall from {schedule_config.num_timesteps - 1} to 0 or more, "
+                                 f"not {list(fitted)}")
         except (TypeError, ValueError) as e:
             raise WeightsError(f"{path}: incompatible file, its configuration does not fit this code ({e})") from None
         model = UNet(unet_config)
@@ -127,9 +143,10 @@ class Pipeline:
         """The label of each generated image: digits in order, each repeated samples_per_digit times."""
         return torch.tensor(digits, dtype=torch.int64).repeat_interleave(samples_per_digit)
 
-    def validate(self, digits, guidance_scale, seed, sampler=None, steps=None, samples_per_digit=1) -> None:
+    def validate(self, digits, guidance_scale, seed, sampler=None, steps=None, samples_per_digit=1,
+                 guidance_interval=None) -> None:
         """Raise SettingError, saying what is allowed, for any setting this pipeline cannot sample with.
-        sampler and steps are checked when given."""
+        sampler, steps and guidance_interval are checked when given."""
         num_classes, num_timesteps = self.model.config.num_classes, self.schedule.num_timesteps
         if not (isinstance(digits, (list, tuple)) and digits and all(is_integer(d) and 0 <= d < num_classes for d in digits)):
             raise SettingError("digits", f"a non-empty list of integers from 0 to {num_classes - 1}", digits)
@@ -139,16 +156,33 @@ class Pipeline:
             raise SettingError("sampler", f"one of {', '.join(SAMPLERS)}", sampler)
         if steps is not None and not (is_integer(steps) and 1 <= steps <= num_timesteps):
             raise SettingError("steps", f"an integer from 1 to {num_timesteps}", steps)
+        if guidance_interval is not None and not (
+                isinstance(guidance_interval, (list, tuple)) and len(guidance_interval) == 2
+                and all(is_integer(t) for t in guidance_interval)
+                and 0 <= guidance_interval[0] <= guidance_interval[1] < num_timesteps):
+            raise SettingError("guidance_interval", f"two timesteps (low, high), 0 <= low <= high <= {num_timesteps - 1}",
+                               guidance_interval)
         if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
             raise SettingError("seed", "an integer from 0 to 2^63-1", seed)
         if not (is_integer(samples_per_digit) and samples_per_digit >= 1):
             raise SettingError("samples_per_digit", "a positive integer", samples_per_digit)
 
-    def settings(self, guidance_scale: float | None, sampler: str | None, steps: int | None) -> tuple[float, str, int]:
+    def settings(self, guidance_scale: float | None, sampler: str | None, steps: int | None,
+                 guidance_interval: tuple[int, int] | None = None) -> SamplingConfig:
         """The settings given, with the weights' recommended SamplingConfig for those left out (None)."""
-        config = self.sampling_config
-        return (config.guidance_scale if guidance_scale is None else guidance_scale,
-                config.sampler if sampler is None else sampler, config.steps if steps is None else steps)
+        given = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps,
+                 "guidance_interval": guidance_interval}
+        return replace(self.sampling_config, **{name: value for name, value in given.items() if value is not None})
+
+    def timesteps(self, steps: int) -> list[int]:
+        """The timesteps of a run from pure noise in `steps` steps: along the fitted schedule, if the
+        weights recommend one, else evenly spaced."""
+        return self.schedule.timesteps(steps, fitted=self.sampling_config.timesteps)
+
+    @property
+    def all_timesteps(self) -> tuple[int, int]:
+        """The guidance_interval that guides at every step."""
+        return (0, self.schedule.num_timesteps - 1)
 
     def starting_noise(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """x_T ~ N(0, I) for count images, drawn from generator."""
@@ -158,29 +192,33 @@ class Pipeline:
 
     @torch.inference_mode()
     def sample_steps(self, digits: list[int], guidance_scale: float | None = None, sampler: str | None = None,
-                     steps: int | None = None, seed: int = 0, samples_per_digit: int = 1) -> Iterator[Step]:
+                     steps: int | None = None, seed: int = 0, samples_per_digit: int = 1,
+                     guidance_interval: tuple[int, int] | None = None) -> Iterator[Step]:
         """Yield every denoising step; the last Step's x is the final batch of images.
 
-        Unset options take the weights' recommended SamplingConfig. The same seed, settings
-        and device give the same images.
+        Unset options take the weights' recommended SamplingConfig (guidance_interval=all_timesteps
+        guides at every step). The same seed, settings and device give the same images.
         """
-        guidance_scale, sampler, steps = self.settings(guidance_scale, sampler, steps)
-        self.validate(digits, guidance_scale, seed, sampler, steps, samples_per_digit)
+        s = self.settings(guidance_scale, sampler, steps, guidance_interval)
+        self.validate(digits, s.guidance_scale, seed, s.sampler, s.steps, samples_per_digit, s.guidance_interval)
         labels = self.labels(digits, samples_per_digit).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed)
         x = self.starting_noise(len(labels), generator)
-        yield from self.denoise(x, labels, guidance_scale, sampler, self.schedule.timesteps(steps), generator)
+        yield from self.denoise(x, labels, s.guidance_scale, s.sampler, self.timesteps(s.steps), generator,
+                                guidance_interval=s.guidance_interval)
 
     @torch.inference_mode()
     def denoise(self, x: torch.Tensor, labels: torch.Tensor, guidance_scale: float, sampler: str,
                 timesteps: list[int], generator: torch.Generator | None = None,
-                weights: torch.Tensor | None = None,
-                known: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[Step]:
+                weights: torch.Tensor | None = None, known: tuple[torch.Tensor, torch.Tensor] | None = None,
+                guidance_interval: tuple[int, int] | None = None) -> Iterator[Step]:
         """The sampler's steps from x at timesteps[0] towards labels, with settings already checked:
-        what sample_steps, the morphs (morph.py) and the edits (edit.py) share. labels and weights
-        as classifier_free_guidance; known = (images, keep) for inpainting, as with_known_pixels."""
+        what sample_steps, the morphs (morph.py) and the edits (edit.py) share. labels, weights and
+        guidance_interval (None: every step) as classifier_free_guidance; known = (images, keep) for
+        inpainting, as with_known_pixels."""
         eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), float(guidance_scale),
-                                          self.model.config.null_label, None if weights is None else weights.to(self.device))
+                                          self.model.config.null_label, None if weights is None else weights.to(self.device),
+                                          guidance_interval)
         if known is not None:
             eps_fn = with_known_pixels(eps_fn, self.schedule, *known)
         yield from SAMPLERS[sampler](eps_fn, x, self.schedule, timesteps, generator)
@@ -193,8 +231,8 @@ class Pipeline:
 
         Returns (x_t, x0_estimate); digits are the images' labels, one per image.
         """
-        guidance_scale = self.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
-        self.validate(digits, guidance_scale, seed)
+        settings = self.settings(guidance_scale, None, None)
+        self.validate(digits, settings.guidance_scale, seed)
         if not (is_integer(timestep) and 0 <= timestep < self.schedule.num_timesteps):
             raise SettingError("timestep", f"an integer from 0 to {self.schedule.num_timesteps - 1}", timestep)
         if len(digits) != len(images):
@@ -204,7 +242,8 @@ class Pipeline:
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(images.shape, generator=generator, device=self.device)
         x_t = self.schedule.q_sample(images, torch.full_like(labels, timestep), noise)
-        eps_fn = classifier_free_guidance(self.denoiser, labels, float(guidance_scale), self.model.config.null_label)
+        eps_fn = classifier_free_guidance(self.denoiser, labels, float(settings.guidance_scale),
+                                          self.model.config.null_label, guidance_interval=settings.guidance_interval)
         alpha_bar = self.schedule.alphas_cumprod[timestep].item()
         return x_t, predict_x0(x_t, eps_fn(x_t, timestep), alpha_bar)
 

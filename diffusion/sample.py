@@ -24,7 +24,7 @@ from .samplers import SAMPLERS, Step
 
 # The library's parameter names, as this command spells them.
 FLAGS = {"digits": "--digits", "guidance_scale": "--guidance", "sampler": "--sampler", "steps": "--steps",
-         "seed": "--seed", "samples_per_digit": "--per-digit"}
+         "seed": "--seed", "samples_per_digit": "--per-digit", "guidance_interval": "--guidance-interval"}
 
 
 def read_along(steps: Iterable[Step], classifier, readings: list[tuple]) -> Iterator[Step]:
@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="denoising steps, 1 to 1000 (default: the weights' recommendation)")
     p.add_argument("--guidance", type=float, help=f"classifier-free guidance scale, 0 to {MAX_GUIDANCE_SCALE:g}: "
                                                   "0 unconditional, 1 conditional (default: the weights')")
+    p.add_argument("--guidance-interval", type=cli.parse_guidance_interval, help=cli.GUIDANCE_INTERVAL_HELP)
     p.add_argument("--seed", type=int, default=0, help="0 to 2^63-1 (default 0)")
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--out", type=cli.file_ending(".npz"), default="samples.npz", help="npz with images and labels")
@@ -67,7 +68,8 @@ def main() -> None:
 
     pipeline = Pipeline.load(args.weights, device=args.device)
     steps = pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler, steps=args.steps,
-                                  seed=args.seed, samples_per_digit=args.per_digit)
+                                  seed=args.seed, samples_per_digit=args.per_digit,
+                                  guidance_interval=cli.guidance_interval(pipeline, args.guidance_interval))
     readings, frames = [], []
     if args.probabilities:
         steps = read_along(steps, load_classifier(device=pipeline.device), readings)

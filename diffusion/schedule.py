@@ -57,18 +57,31 @@ class NoiseSchedule:
         alpha_bar = self.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
         return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
 
-    def timesteps(self, steps: int, start: int | None = None) -> list[int]:
+    def timesteps(self, steps: int, start: int | None = None, fitted: tuple[int, ...] | None = None) -> list[int]:
         """`steps` timesteps from `start` (by default T-1) down, evenly spaced ("trailing": Lin et
-        al. 2024, Table 2).
+        al. 2024, Table 2), or along a `fitted` schedule.
 
         The first step always starts from t = T-1, pure noise; "leading" spacing would start
         from a partly noised image that sampling never sees, and loses quality at few steps.
         An edit (edit.py) starts from a picture noised part of the way, at `start`.
+
+        fitted: timesteps from T-1 down fitted to a model (diffusion/tune.py), for any step count:
+        even spacing is a straight line from T-1 at step 0 to -1 (the clean image) after the last
+        step, and a fitted schedule is the broken line through its own timesteps, read at `steps`
+        even points. Where it is steeper than one timestep a step, timesteps stay distinct.
         """
         n = self.num_timesteps if start is None else start + 1
         if not 1 <= steps <= n:
             raise ValueError(f"steps must be between 1 and {n}, not {steps}")
-        return [round(n - i * n / steps) - 1 for i in range(steps)]
+        # The line runs through t + 1, so that even spacing is exactly round(n - i n / steps) - 1.
+        knots = [n, 0] if fitted is None else [t + 1 for t in fitted] + [0]
+        timesteps = []
+        for i in range(steps):
+            k, rest = divmod(i * (len(knots) - 1), steps)  # step i lies rest / steps of the way from knot k to k + 1
+            t = round(knots[k] + rest * (knots[k + 1] - knots[k]) / steps) - 1
+            # Below the previous one, and leaving room for the steps still to come.
+            timesteps.append(max(min(t, timesteps[-1] - 1 if timesteps else n - 1), steps - 1 - i))
+        return timesteps
 
 
 def denoising_loss(predict_noise, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,

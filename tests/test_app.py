@@ -165,7 +165,8 @@ def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipelin
     pictures = [decode(row["src"]) for row in rows]
     assert len({picture.tobytes() for picture in pictures}) == len(pictures), "each scale should look different"
     expected = sample_grid(to_uint8(shipped_pipeline.generate(
-        [2], guidance_scale=1.5, seed=5, samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT)), 1)
+        [2], guidance_scale=1.5, seed=5, samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT,
+        guidance_interval=shipped_pipeline.all_timesteps)), 1)
     np.testing.assert_array_equal(pictures[app.GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
     all_ten_rows = list(demo.compare_guidance("all ten", 5))[-1]
     [all_ten] = {decode(row["src"]).shape for row in all_ten_rows}

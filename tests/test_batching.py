@@ -13,7 +13,7 @@ from diffusion import Pipeline
 from diffusion.batching import CALLER_NICENESS, CORES, SharedModel
 
 # Requests as different as the app allows: digits, guidance (0 and 1 take one image a call, 1.5
-# two), samplers, step counts, seeds and samples per digit.
+# two; the recommended one, only inside its interval), samplers, step counts, seeds and samples per digit.
 REQUESTS = [
     ([3], dict(seed=1)),
     ([7, 1], dict(seed=2, guidance_scale=3.0, sampler="ddim", steps=8)),
@@ -59,9 +59,13 @@ class RecordingModel(torch.nn.Module):
 
 
 def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeline, restore_threads):
-    alone = {i: shipped_pipeline.generate(digits, **settings) for i, (digits, settings) in enumerate(REQUESTS)}
-    first_calls = [len(digits) * settings.get("samples_per_digit", 1) * (2 if settings.get("guidance_scale", 1.5)
-                   not in (0.0, 1.0) else 1) for digits, settings in REQUESTS]  # images in each one's first call
+    alone, first_calls = {}, []  # each one's images, and how many images its first call asks for
+    for i, (digits, settings) in enumerate(REQUESTS):
+        calls = []
+        hook = shipped_pipeline.model.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+        alone[i] = shipped_pipeline.generate(digits, **settings)
+        hook.remove()
+        first_calls.append(calls[0])
     shared = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
     recording = RecordingModel(shipped_pipeline.model, shared.denoiser.waiting, hold_for_rows=sum(first_calls))
     shared.denoiser.model = recording

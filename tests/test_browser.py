@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from diffusion import Pipeline
+
 pytestmark = pytest.mark.slow  # needs Chromium: see the README's "Test"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
@@ -141,7 +143,9 @@ def check(viewport: str, page, shoot, report) -> None:
     with page.expect_download() as download:
         page.locator("#gif a").first.click()
     downloaded = Image.open(download.value.path())
-    assert download.value.suggested_filename.startswith("mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-")
+    recommended = Pipeline.load(device="cpu").sampling_config
+    assert download.value.suggested_filename.startswith(
+        f"mnist-digit-3_{recommended.sampler}-{recommended.steps}-steps_guidance-{recommended.guidance_scale:g}_seed-")
     assert downloaded.n_frames == gif.n_frames, "the GIF download is the animation the page plays"
     assert [downloaded.seek(i) or downloaded.info["duration"] for i in range(gif.n_frames)] == durations
     seed = status.inner_text().split("seed ")[1].split(" ")[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffusion import media
+from diffusion import Pipeline, media
 
 from .conftest import run_script
 
@@ -58,7 +58,8 @@ def test_sample_cli_writes_what_the_classifier_reads_at_each_step(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(int(r["image"]), int(r["digit"]), int(r["step"])) for r in rows] == [
         (image, digit, step) for step in range(1, 5) for image, digit in enumerate((3, 7))]
-    assert [int(r["timestep"]) for r in rows[::2]] == [999, 749, 499, 249]  # trailing timesteps, 4 steps
+    pipe = Pipeline.load(device="cpu")
+    assert [int(r["timestep"]) for r in rows[::2]] == pipe.timesteps(4)  # the fitted schedule, stretched to 4 steps
     probabilities = np.array([[float(r[f"p{k}"]) for k in range(10)] for r in rows])
     assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
     assert probabilities[-2:].argmax(1).tolist() == [3, 7], "the last step is read as the digits asked for"
@@ -79,6 +80,8 @@ def test_sample_cli_writes_what_the_classifier_reads_at_each_step(tmp_path):
     (["--probabilities", "r.json"], "argument --probabilities: must be a file name ending in .csv"),
     (["--device", "tpu"], "argument --device: must be one this machine has"),
     (["--weights", "nowhere.safetensors"], "no such file"),
+    (["--guidance-interval", "some"], "argument --guidance-interval: takes LOW-HIGH timesteps, e.g. 443-777, or all"),
+    (["--guidance-interval", "777-443"], "argument --guidance-interval: must be two timesteps (low, high)"),
 ])
 def test_sample_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, args, message):
     out = args[1] if args[0] == "--out" else str(tmp_path / "s.npz")
@@ -117,6 +120,7 @@ def test_morph_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, ar
 
 
 def test_evaluate_says_when_each_digit_is_decided(tmp_path):
+    pipe = Pipeline.load(device="cpu")  # its fitted schedule, stretched to 3 steps
     out = tmp_path / "decided.json"
     result = run_script("-m", "diffusion.evaluate", "--when-decided", "--per-digit", "2", "--samplers", "dpmpp:3",
                         "--out", str(out))
@@ -126,7 +130,7 @@ def test_evaluate_says_when_each_digit_is_decided(tmp_path):
     for digit in decided["per_digit"].values():
         assert digit["samples"] == 2 and digit["never"] == 0
         assert 1 <= digit["median"]["step"] <= digit["p90"]["step"] <= 3
-        assert digit["median"]["timestep"] in (999, 666, 333) and 0 <= digit["median"]["signal"] < 1
+        assert digit["median"]["timestep"] in pipe.timesteps(3) and 0 <= digit["median"]["signal"] < 1
     assert "| digit | samples | median step | 90th percentile | never |" in result.stdout
 
 
@@ -134,12 +138,18 @@ def test_evaluate_says_when_each_digit_is_decided(tmp_path):
 def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root):
     out = tmp_path / "r.json"
     result = run_script("-m", "diffusion.evaluate", "--data-dir", mnist_root, "--per-digit", "3",
-                        "--samplers", "dpmpp:4", "--guidance", "1.5", "--out", str(out), "--table", str(tmp_path / "t.md"))
+                        "--samplers", "dpmpp:4", "--guidance", "1.5", "--guidance-interval", "all,0-0",
+                        "--out", str(out), "--table", str(tmp_path / "t.md"))
     assert result.returncode == 0, result.stderr
-    [row] = json.loads(out.read_text())["results"]
-    assert row["samples"] == 30 and set(row["per_digit_accuracy"]) == {str(d) for d in range(10)}
-    assert 0.8 <= row["accuracy"] <= 1 and row["frechet_distance"] > 0 and row["frechet_floor"] > 0
-    assert "| dpmpp | 4 | 1.5 |" in (tmp_path / "t.md").read_text()
+    everywhere, nowhere = json.loads(out.read_text())["results"]
+    for row in (everywhere, nowhere):
+        assert row["samples"] == 30 and set(row["per_digit_accuracy"]) == {str(d) for d in range(10)}
+        assert 0.8 <= row["accuracy"] <= 1 and row["frechet_distance"] > 0 and row["frechet_floor"] > 0
+    # Counted on the network: guided at each of the 4 steps, two evaluations each; at t = 0 only, which
+    # 4 steps never reach, one each.
+    assert (everywhere["evaluations_per_image"], nowhere["evaluations_per_image"]) == (8, 4)
+    table = (tmp_path / "t.md").read_text()
+    assert "| dpmpp | 4 | 1.5 | 0-999 | 8 |" in table and "| dpmpp | 4 | 1.5 | 0-0 | 4 |" in table
 
 
 @pytest.mark.slow
@@ -149,6 +159,8 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
                         "--budget", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     bench = json.loads(out.read_text())
+    pipe = Pipeline.load(device="cpu")
+    recommended = pipe.sampling_config
     # Each cell is measured, or skipped because its estimate is over the budget; which, depends
     # on this machine's speed, so only the structure is asserted.
     cells = {(c["sampler"], c["steps"], c["digits"]): c for c in bench["cells"]}
@@ -161,6 +173,10 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
         assert 0 < cell["min_s"] <= cell["median_s"] <= cell["max_s"] and cell["runs"] >= 1
         assert cell["first_step_s"] > 0
         assert 0 < cell["share_of_matmul_peak"] < 2 and cell["images_per_s"] > 0
+        # Counted on the network: two evaluations at each guided step, one at the others.
+        low, high = recommended.guidance_interval or (0, 999)
+        guided = sum(low <= t <= high for t in pipe.timesteps(cell["steps"]))
+        assert cell["evaluations_per_image"] == cell["steps"] + guided
     assert bench["forward_flops_per_image"] > 1e8 and bench["matmul_peak_flops_per_s"] > 1e9
     # diffusers is compared with our ten-digit cell, when that was measured rather than skipped.
     if ("dpmpp", 2, 10) in cells:
@@ -182,6 +198,9 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     ("diffusion.bench", ["--guidance", "200"], "argument --guidance: must be a number from 0 to 100"),
     ("diffusion.evaluate", ["--samplers", "euler:5"], "argument --samplers (sampler): must be one of ddpm, ddim, dpmpp"),
     ("diffusion.evaluate", ["--device", "cuda:7"], "argument --device: must be one this machine has"),
+    ("diffusion.evaluate", ["--guidance-interval", "0-1000"], "argument --guidance-interval: must be two timesteps"),
+    ("diffusion.tune", ["--start", "999,500,600"], "--start must be 3 distinct timesteps from 999 down"),
+    ("diffusion.tune", ["--sampler", "ddpm"], "--sampler must be deterministic"),
 ])
 def test_bench_and_evaluate_refuse_bad_settings_naming_the_flag(script, args, message):
     result = run_script("-m", script, *args)

@@ -7,7 +7,9 @@ import torch
 from safetensors.torch import save_file
 
 from diffusion import Pipeline, SamplingConfig, SettingError, UNetConfig, WeightsError, best_device, pick_device
+from diffusion.bench import EvaluationCounter
 from diffusion.classifier import load_classifier, predict
+from diffusion.io import load_safetensors, save_safetensors
 from diffusion.pipeline import save_weights
 
 from .conftest import TINY_UNET
@@ -28,6 +30,28 @@ def test_weights_round_trip_with_metadata(tmp_path, tiny_pipeline):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "readable as any file written by open() would be"
+
+
+def test_a_guidance_interval_travels_with_the_weights_and_older_files_guide_everywhere(tmp_path, tiny_pipeline):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny_pipeline.model, tiny_pipeline.schedule.config,
+                 SamplingConfig(steps=4, guidance_scale=3.0, guidance_interval=(40, 70)), {})
+    assert Pipeline.load(path, device="cpu").sampling_config.guidance_interval == (40, 70)  # a tuple again, from JSON
+    tensors, metadata = load_safetensors(path)
+    del metadata["sampling_config"]["guidance_interval"]  # as written before guidance intervals
+    save_safetensors(path, tensors, metadata)
+    assert Pipeline.load(path, device="cpu").sampling_config.guidance_interval is None
+
+
+def test_the_recommended_guidance_interval_is_what_sample_steps_uses_unless_told(tiny_pipeline):
+    pipe = Pipeline(tiny_pipeline.model, tiny_pipeline.schedule,
+                    SamplingConfig(steps=4, guidance_scale=3.0, guidance_interval=(40, 70)))
+    # Four steps at t = 99, 74, 49, 24: only 49 lies in 40-70, so one guided step of four.
+    for interval, evaluations in [(None, 5), ((0, 99), 8), (pipe.all_timesteps, 8), ((80, 99), 5), ((0, 30), 5)]:
+        with EvaluationCounter(pipe.model) as counter:
+            images = pipe.generate([1, 2], seed=3, guidance_interval=interval)
+        assert counter.images == evaluations * len(images), interval
+    assert torch.equal(pipe.generate([1, 2], seed=3), pipe.generate([1, 2], seed=3, guidance_interval=(40, 70)))
 
 
 def test_shipped_weights_carry_their_story(shipped_pipeline):
@@ -64,6 +88,9 @@ def test_sample_steps_streams_every_step(tiny_pipeline):
     ({"guidance_scale": -1}, "guidance_scale"), ({"guidance_scale": 1e9}, "guidance_scale"),
     ({"sampler": "euler"}, "sampler"), ({"steps": 0}, "steps"), ({"steps": 101}, "steps"), ({"steps": 2.5}, "steps"),
     ({"seed": -2}, "seed"), ({"seed": 2**70}, "seed"), ({"samples_per_digit": 0}, "samples_per_digit"),
+    ({"guidance_interval": (70, 40)}, "guidance_interval"), ({"guidance_interval": (0, 100)}, "guidance_interval"),
+    ({"guidance_interval": (-1, 50)}, "guidance_interval"), ({"guidance_interval": (1.5, 50)}, "guidance_interval"),
+    ({"guidance_interval": (50,)}, "guidance_interval"), ({"guidance_interval": "all"}, "guidance_interval"),
 ])
 def test_bad_requests_get_clear_errors_naming_the_setting(tiny_pipeline, options, message):
     options = {"digits": [1], **options}

@@ -89,6 +89,20 @@ def test_classifier_free_guidance_formula_in_one_batched_pass(w):
     assert model.batch_sizes == ([2] if w in (0.0, 1.0) else [4])
 
 
+@pytest.mark.parametrize("w, t, guided", [
+    (3.0, 500, True), (3.0, 400, True), (3.0, 600, True),  # inside the interval, its ends included
+    (3.0, 399, False), (3.0, 601, False), (3.0, 999, False),  # outside: plain conditional, half the batch
+    (0.0, 999, True), (0.5, 999, True),  # towards unconditional applies everywhere: 0 stays unconditional
+])
+def test_guidance_interval_guides_only_inside_it_and_halves_the_work_outside(w, t, guided):
+    model, null = LabelEcho(), 10
+    labels = torch.tensor([2, 4])
+    eps = classifier_free_guidance(model, labels, w, null, guidance_interval=(400, 600))(torch.zeros(2, 1, 4, 4), t)
+    expected = null + w * (labels.float() - null) if guided else labels.float()
+    assert torch.allclose(eps[:, 0, 0, 0], expected)
+    assert model.batch_sizes == ([2] if w == 0.0 or not guided else [4])
+
+
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_unet_output_has_the_input_shape_for_any_labels(batch):
     model = UNet(TINY_UNET)

@@ -34,6 +34,22 @@ def test_trailing_timesteps_start_at_the_last_timestep():
         assert all(a > b >= 0 for a, b in zip(timesteps, timesteps[1:]))
 
 
+def test_a_fitted_schedule_is_kept_at_its_own_step_count_and_stretched_to_any_other():
+    schedule = NoiseSchedule()
+    fitted = (999, 960, 777, 682, 523, 328, 164, 104, 44)
+    assert schedule.timesteps(9, fitted=fitted) == list(fitted)
+    assert schedule.timesteps(18, fitted=fitted)[::2] == list(fitted), "twice the steps: one more between each two"
+    assert schedule.timesteps(18, fitted=fitted)[1] == (999 + 960) // 2
+    even = tuple(schedule.timesteps(9))
+    for steps in (2, 5, 12, 50):
+        stretched = schedule.timesteps(steps, fitted=even)  # even spacing stretches to itself, but for rounding
+        assert max(abs(a - b) for a, b in zip(stretched, schedule.timesteps(steps))) <= 1
+    for steps in (1, 3, 6, 20, 100, 500, 1000):  # denser than the fit's gaps allow: still distinct, falling
+        timesteps = schedule.timesteps(steps, fitted=fitted)
+        assert len(timesteps) == steps and timesteps[0] == 999
+        assert all(a > b >= 0 for a, b in zip(timesteps, timesteps[1:]))
+
+
 @pytest.mark.parametrize("steps", [0, -1, 1001])
 def test_timesteps_out_of_range_are_refused(steps):
     with pytest.raises(ValueError, match="steps must be between 1 and 1000"):

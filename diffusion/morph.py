@@ -84,20 +84,17 @@ def morph_steps(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], po
     """The denoising of a morph's frames, one image per point, from start = (digit, seed) at 0
     to end = (digit, seed) at 1; the last Step's x holds the frames. Unset options take the
     weights' recommended settings."""
-    settings = pipe.settings(guidance_scale, sampler, steps)
-    guidance_scale, sampler, steps = settings.guidance_scale, settings.sampler, settings.steps
-    check(pipe, start, end, points, guidance_scale, sampler, steps)
+    s = pipe.settings(guidance_scale, sampler, steps)
+    check(pipe, start, end, points, s.guidance_scale, s.sampler, s.steps)
     (start_digit, start_seed), (end_digit, end_seed) = start, end
     x = morph_noise(pipe, (start_seed, end_seed), points)
-    timesteps = pipe.timesteps(steps)
     if start_digit == end_digit:
-        yield from pipe.denoise(x, torch.full((len(points),), start_digit), guidance_scale, sampler, timesteps,
-                                guidance_interval=settings.guidance_interval)
+        labels, weights = torch.full((len(points),), start_digit), None
     else:
         labels = torch.tensor([[start_digit, end_digit]]).repeat(len(points), 1)
         weights = torch.tensor([[1 - point, point] for point in points])
-        yield from pipe.denoise(x, labels, guidance_scale, sampler, timesteps, weights=weights,
-                                guidance_interval=settings.guidance_interval)
+    yield from pipe.denoise(x, labels, s.guidance_scale, s.sampler, pipe.timesteps(s.steps), weights=weights,
+                            guidance_interval=s.guidance_interval)
 
 
 def morph(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],

@@ -698,8 +698,9 @@ def build_repair_tab(demo: Demo, drawn: gr.File) -> None:
             button = gr.Button("Repair", variant="primary", elem_id="repair")
         with gr.Column(scale=2):
             outputs = edit_outputs("repair", "Paint over part of the digit, then press Repair.")
-    quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-    use_drawing.click(demo.repair_from_file, drawn, editor, preprocess=False, **quiet)
+    # Queued: the page shows a gr.Error's message ("finish a drawing first") only for queued events.
+    use_drawing.click(demo.repair_from_file, drawn, editor, preprocess=False, show_progress="hidden",
+                      api_visibility="private")
     new_digit.click(lambda digit: demo.repair_start(digit, random.randrange(2**32)), digit, editor, preprocess=False,
                     api_visibility="private", concurrency_id="model", show_progress="hidden")
     button.click(demo.repair_in_editor, [editor, digit, seed], outputs, api_visibility="private",
@@ -800,6 +801,16 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
     return app
 
 
+# How the server is launched: by main, and by the tests that serve the app in their own process.
+LAUNCH_OPTIONS = {
+    "css": CSS,
+    "footer_links": ["api"],
+    "quiet": True,  # Gradio's banner would suggest share=True, a public link this demo does not offer
+    "max_file_size": edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
+    "max_threads": MAX_RUNS_AT_ONCE + 40,  # threads for the runs, and to spare
+}
+
+
 def port(text: str) -> int:
     if not (text.isdigit() and 0 < int(text) < 65536):
         raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, not {text!r}")
@@ -850,11 +861,8 @@ def main() -> None:
     print(f"Loaded the model on {pipe.device.type}.", flush=True)
     # SIGTERM (docker stop) then shuts the server down as Ctrl-C does, instead of waiting to be killed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # quiet: Gradio's banner would suggest share=True, a public link this demo does not offer.
     app = build_app(pipe)
-    app.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"], quiet=True,
-               max_file_size=edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
-               prevent_thread_lock=True, max_threads=MAX_RUNS_AT_ONCE + 40)  # threads for the runs, and to spare
+    app.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **LAUNCH_OPTIONS)
     print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server
     # Leave at once: the native teardown of torch's libraries after that takes 1.2 s here,

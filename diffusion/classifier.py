@@ -133,9 +133,13 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
-def train_classifier(data_dir: str, out: str, epochs: int, seed: int, device: torch.device) -> float:
+def train_classifier(data_dir: str, out: str, epochs: int, seed: int, device: torch.device,
+                     subset: int | None = None) -> float:
+    """Train on MNIST's training digits (the first `subset` only, if given), then measure on its
+    10,000 test digits; writes the weights to `out` and returns the test accuracy."""
     torch.manual_seed(seed)
     images, labels = load_mnist(data_dir, train=True)
+    images, labels = images[:subset], labels[:subset]
     test_images, test_labels = load_mnist(data_dir, train=False)
     x, y = to_model_range(images), labels
     model = Classifier().to(device)
@@ -159,7 +163,8 @@ def train_classifier(data_dir: str, out: str, epochs: int, seed: int, device: to
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}, test accuracy {accuracy:.2%}")
     save_safetensors(out, model.state_dict(), {
         "test_accuracy": accuracy, "epochs": epochs, "seed": seed,
-        "command": f"python -m diffusion.classifier --epochs {epochs} --seed {seed}",
+        "command": f"python -m diffusion.classifier --epochs {epochs} --seed {seed}"
+                   + (f" --subset {subset}" if subset else ""),
         "wall_time_s": round(time.perf_counter() - started, 1),
     })
     print(f"wrote {out}: test accuracy {accuracy:.2%} on the 10,000 MNIST test digits")
@@ -172,11 +177,14 @@ def main() -> None:
     p.add_argument("--out", default=str(DEFAULT_PATH))
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, help="train on the first N training digits only (a quick try)")
     args = p.parse_args()
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
+    if args.subset is not None and args.subset < 128:
+        p.error("--subset must be at least 128, one batch")
     train_classifier(args.data_dir, args.out, args.epochs, args.seed,
-                     torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+                     torch.device("cuda" if torch.cuda.is_available() else "cpu"), args.subset)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def load_mnist(root: str, train: bool = True) -> tuple[torch.Tensor, torch.Tenso
     try:
         dataset = MNIST(root, train=train, download=True)
     except Exception as e:  # torchvision raises several kinds when files are missing and the download fails
-        raise FileNotFoundError(f"MNIST is not in {root!r} and could not be downloaded there ({e}); "
+        reason = " ".join(str(e).split())  # one line: torchvision's message lists each mirror on a line of its own
+        raise FileNotFoundError(f"MNIST is not in {root!r} and could not be downloaded there ({reason}); "
                            "pass --data-dir or set MNIST_ROOT to a folder that holds MNIST/raw") from None
     return dataset.data, dataset.targets
 

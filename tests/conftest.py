@@ -32,6 +32,17 @@ def library_image(pipe: Pipeline, digits: list[int], **settings) -> np.ndarray:
                          media.ANIMATION_SIZE)
 
 
+def demo_of(blocks):
+    """The app.Demo whose handlers a built app (app.build_app) calls."""
+    return next(fn.fn.__self__ for fn in blocks.fns.values() if fn.api_name == "generate")
+
+
+def rows_of(passes: list[list[int]], digit: int) -> int:
+    """How many rows of the recorded forward passes were asked for with this digit's label: one a
+    step for a request of one digit (its unguided row, if guided, carries the null label)."""
+    return sum(labels.count(digit) for labels in list(passes))
+
+
 def run_script(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run `python <args>` from the repository root and capture its output."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
@@ -66,20 +77,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(condition, what: str, timeout: float = 120, poll_s: float = 0.02) -> None:
+    """Wait until condition() is true. The deadline only bounds a hang, however busy the machine:
+    it decides no outcome, and on expiry the test fails saying what never happened. The one
+    place in the suite that sleeps or reads the time (test_suite_rules.py holds it to that)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(poll_s)
+
+
 def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = None, timeout: float = 120) -> None:
     """Wait until `url` answers; fail, with the app's output from `log`, if it exits or takes too long."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         if process.poll() is not None:
             output = log.read_text() if log else ""
             pytest.fail(f"the app exited with status {process.returncode} before serving:\n{output}")
         try:
             urllib.request.urlopen(url, timeout=2)
-            return
+            return True
         except OSError:
-            time.sleep(0.5)
-    process.kill()
-    pytest.fail(f"the app did not serve {url} within {timeout:.0f} s")
+            return False
+
+    try:
+        wait_until(serving, f"the app serving {url}", timeout, poll_s=0.5)
+    except BaseException:  # pytest's failures are BaseExceptions
+        process.kill()
+        raise
 
 
 @pytest.fixture(scope="session")

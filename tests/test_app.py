@@ -6,8 +6,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,10 +18,11 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
-from diffusion import media, morph
+from diffusion import edit, media, morph
+from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
-from .conftest import ROOT, free_port, library_image, run_script
+from .conftest import ROOT, demo_of, free_port, library_image, rows_of, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 
 
@@ -276,6 +275,36 @@ def test_the_api_describes_its_settings_and_results(served_app):
     assert details.startswith("t = 500: x_t = ") and not re.search(r"[*`#\\]", details), details
 
 
+def test_the_compare_and_forward_apis_answer_and_refuse_bad_input_clearly(served_app, shipped_pipeline):
+    client = Client(served_app, verbose=False)
+    rows = client.predict(digit="3", seed=4, api_name="/compare_guidance")  # the last update: every row
+    assert [row["label"].split(" · ")[0] for row in rows] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
+    at_one = shipped_pipeline.generate([3], guidance_scale=1.0, seed=4, guidance_interval=shipped_pipeline.all_timesteps,
+                                       samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT)
+    np.testing.assert_array_equal(decode(rows[1]["src"]), sample_grid(to_uint8(at_one), 1))
+
+    figures, details = client.predict(digit="3", timestep=999, seed=0, api_name="/forward_process")
+    clean = to_uint8(shipped_pipeline.generate([3], seed=0))
+    np.testing.assert_array_equal(decode(figures[0]["src"]), sample_grid(clean, 1))
+    assert [figure["label"][:3] for figure in figures] == ["x_0", "x_t", "the"] and details.startswith("t = 999: ")
+
+    refused = [("/compare_guidance", {"digit": "12", "seed": 0}, "digit must be one of"),
+               ("/compare_guidance", {"digit": "3", "seed": -1}, "seed must be an integer from 0 to 2^63-1, not -1"),
+               ("/compare_guidance", {"digit": "3", "seed": "x"}, "seed must be an integer from 0 to 2^63-1, not 'x'"),
+               ("/forward_process", {"digit": "3", "timestep": 1000, "seed": 0},
+                "timestep must be an integer from 0 to 999, not 1000"),
+               ("/forward_process", {"digit": "3", "timestep": -1, "seed": 0},
+                "timestep must be an integer from 0 to 999, not -1"),
+               ("/forward_process", {"digit": "3", "timestep": 2.5, "seed": 0},
+                "timestep must be an integer from 0 to 999, not 2.5"),
+               ("/forward_process", {"digit": "x", "timestep": 10, "seed": 0}, "digit must be one of"),
+               ("/forward_process", {"digit": "3", "timestep": 10, "seed": 2**70}, "seed must be an integer from 0")]
+    for api_name, inputs, message in refused:
+        with pytest.raises(Exception, match=re.escape(message)):
+            client.predict(**inputs, api_name=api_name)
+    assert client.predict(digit="3", timestep=10, seed=0, api_name="/forward_process")[1].startswith("t = 10: ")
+
+
 def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
     client = Client(served_app, verbose=False)
     with pytest.raises(Exception, match="steps must be an integer from 1 to 1000"):
@@ -336,6 +365,7 @@ def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(de
     assert probabilities.shape == (8, 10, 10)
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(8, 10), rtol=0, atol=1e-5)
     assert (probabilities[-1].argmax(1) == torch.arange(10)).all(), "the final images are read as their digits"
+    assert len(final["panels"]) == 10, "a chart for each digit"
     for digit, panel in enumerate(final["panels"]):
         assert panel["svg"].count("<polyline") == 10
         assert re.fullmatch(rf"{digit}: passed 50% at step \d \(of 8 steps\)", panel["caption"]), panel["caption"]
@@ -364,37 +394,37 @@ def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_
 
 @pytest.fixture
 def small_queue_app(shipped_pipeline):
-    """The app in this process running one request at a time, with room for one waiting, its model calls counted."""
-    calls = []
-    hook = shipped_pipeline.model.register_forward_hook(lambda *_: calls.append(time.monotonic()))
+    """The app in this process running one request at a time, with room for one waiting; the labels
+    of each forward pass are recorded (a request's digit marks its rows), and its Demo is at hand."""
+    passes = []
+    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: passes.append(inputs[2].tolist()))
     blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", calls
+    passes.clear()  # building the app made the Repair tab's first digit
+    yield f"http://127.0.0.1:{port}/", demo_of(blocks), passes
     blocks.close()
     hook.remove()
 
 
 def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
-    url, model_calls = small_queue_app
+    url, demo, passes = small_queue_app
     running = Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, 0, 1, api_name="/generate")
-    while not model_calls:
-        time.sleep(0.05)
+    wait_until(lambda: rows_of(passes, 3) > 0, "the first request sampling")
     waiting = Client(url, verbose=False).submit("5", 1.5, "dpmpp", 10, 0, 1, api_name="/generate")
-    deadline = time.monotonic() + 60  # wait until it holds the one place in the queue, however busy the machine
-    while waiting.status().code.name != "IN_QUEUE":
-        assert time.monotonic() < deadline, f"the second request never joined the queue: {waiting.status()}"
-        time.sleep(0.05)
+    wait_until(lambda: waiting.status().code.name == "IN_QUEUE", "the second request holding the place in the queue")
     with pytest.raises(Exception, match="Queue is full"):
         api_generate(Client(url, verbose=False), "7")
     assert waiting.status().code.name == "IN_QUEUE"
 
     running.cancel()
     waiting.result(timeout=120)  # the waiting request runs once the first is stopped
-    stopped_at = len(model_calls)
-    threading.Event().wait(1.0)
-    assert len(model_calls) == stopped_at, "no model calls after the work is done or stopped"
-    assert stopped_at < 1000 + 10, "the 1000-step run was stopped before its end"
+    wait_until(lambda: not demo.runs, "the server closing both runs")
+    stopped_at = rows_of(passes, 3)
+    assert 1 <= stopped_at < 1000, f"the 1000-step run was stopped before its end ({stopped_at} steps)"
+    assert rows_of(passes, 5) == 10, "the waiting request made its 10 steps"
+    api_generate(Client(url, verbose=False), "7", steps=2)
+    assert rows_of(passes, 3) == stopped_at, "no step of the stopped run came after it was closed"
 
 
 @pytest.mark.parametrize("weights", ["missing", "corrupt"])
@@ -447,6 +477,19 @@ def test_startup_says_what_it_is_doing_and_where_it_serves():
     assert "share=True" not in "".join(lines) + rest
 
 
+def as_28x28(png_path: str) -> np.ndarray:
+    """An edit's 28x28 result, from its PNG (enlarged crisply by a whole number)."""
+    png = iio.imread(png_path)
+    scale = png.shape[0] // 28
+    return png[::scale, ::scale]
+
+
+def read_as(png_path: str) -> int:
+    """The digit the classifier reads an edit's PNG as."""
+    image = torch.from_numpy(as_28x28(png_path)).float().div(127.5).sub(1)[None, None]
+    return int(class_probabilities(load_classifier(), image).argmax())
+
+
 def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(served_app, tmp_path):
     client = Client(served_app, verbose=False)
 
@@ -457,15 +500,22 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
 
     three = upload("three.png", three_drawn_in_a_corner())
     png, gif, details = client.predict(three, None, 0.7, 0, api_name="/draw")
-    assert (details["picture_read_as"], details["digit"], int(np.argmax(details["probabilities"]))) == (3, 3, 3)
-    assert Path(gif).suffix == ".gif" and len(iio.imread(gif)) >= media.MIN_FRAMES
+    assert (details["picture_read_as"], details["digit"], read_as(png)) == (3, 3, 3)
+    assert Path(gif).suffix == ".gif" and len(iio.imread(gif, index=None)) >= media.MIN_FRAMES
     png, gif, details = client.predict(three, 8, 0.9, 0, api_name="/draw")
-    assert details["digit"] == 8 and int(np.argmax(details["probabilities"])) == 8, "a drawn 3 made an 8"
+    assert details["digit"] == 8 and read_as(png) == 8, "a drawn 3 made an 8"
 
-    bottom = Image.new("L", (800, 800))
+    bottom, left = Image.new("L", (800, 800)), Image.new("L", (800, 800))
     bottom.paste(255, (0, 255, 800, 800))
-    png, gif, details = client.predict(three, upload("bottom.png", bottom), None, 0, api_name="/repair")
-    assert details["digit"] == 3 and iio.imread(png).shape[0] >= 28
+    left.paste(255, (0, 0, 190, 800))  # the 3's open side: filled in, it closes into an 8
+    for digit, painted in ((None, bottom), (8, left)):  # None: the digit the picture reads as, a 3
+        model_input, mask = edit.to_model_input(three_drawn_in_a_corner(), painted)
+        given, kept = to_uint8(model_input)[0].astype(int), ~mask[0, 0].numpy()
+        png, gif, details = client.predict(three, upload("mask.png", painted), digit, 0, api_name="/repair")
+        repaired = as_28x28(png).astype(int)
+        assert np.abs(repaired - given)[kept].max() <= 1, "the kept part is kept"
+        assert np.abs(repaired - given)[~kept].max() > 64, "the painted part is made anew"
+        assert read_as(png) == details["digit"] == (digit or 3), f"repaired as {digit or 3}"
 
     bad_draws = [
         (upload("white.png", Image.new("RGB", (300, 300), "white")), 0.7, "the picture is empty or one flat colour"),
@@ -489,10 +539,34 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
     assert details["digit"] == 3, "the next request is served"
 
 
-def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(demo):
+def test_a_photo_turned_by_its_exif_tag_is_drawn_upright(served_app, tmp_path):
+    """Phones store a photo as the sensor saw it and say in EXIF how to turn it: an upload of a 3
+    stored on its side with that tag is finished exactly as the same 3 stored upright."""
+    upright, turned = tmp_path / "upright.png", tmp_path / "turned.png"
+    three = three_drawn_in_a_corner()
+    three.save(upright)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
+    three.transpose(Image.Transpose.ROTATE_90).save(turned, exif=exif)
+    client = Client(served_app, verbose=False)
+    results = [client.predict(handle_file(str(path)), None, 0.7, 0, api_name="/draw") for path in (upright, turned)]
+    (png, _, details), (turned_png, _, turned_details) = results
+    assert turned_details["picture_read_as"] == details["picture_read_as"] == 3
+    np.testing.assert_array_equal(iio.imread(turned_png), iio.imread(png))
+
+
+def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(demo, tmp_path):
     with pytest.raises(gr.Error, match="the canvas is empty: draw a digit first"):
         next(demo.draw_on_canvas({"background": None, "layers": [], "composite": None}, app.AS_READ, 0.7, 0))
     editor = demo.repair_start("3", 0)
     with pytest.raises(gr.Error, match="there is no picture to repair"):
         next(demo.repair_in_editor(None, app.AS_READ, 0))
     assert editor["background"].shape == (app.CANVAS_SIZE, app.CANVAS_SIZE) and not editor["layers"]
+    with pytest.raises(gr.Error, match="finish a drawing in the Draw tab first"):
+        demo.repair_from_file(None)
+    picture = tmp_path / "digit.png"
+    Image.fromarray(editor["background"]).save(picture)
+    unpainted = demo.repair_from_file({"path": str(picture)})
+    assert unpainted == {"background": str(picture), "layers": [], "composite": None}
+    with pytest.raises(gr.Error, match="paint over the part of the digit to fill in, then press Repair"):
+        next(demo.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, app.AS_READ, 0))

@@ -1,8 +1,10 @@
 """A real browser uses the app as a person would: Debian's chromium, driven by Playwright, on a
 desktop (1280x900) and on a phone (390x844).
 
-It asserts what a person needs: the animation plays (distinct frames on screen, its loop
-length), nothing covers the live picture during a long run, each digit is big enough to see,
+It asserts what a person needs: the animation plays (its frames, read from the page's own
+picture, and the picture changing on screen), nothing covers the live picture during a long run
+(held at a known step by a gate on the model, so that Stop lands mid-run however fast the
+machine), each digit is big enough to see,
 the classifier's bars show and change during a run and its chart follows, the morph plays,
 every tab can be reached, Stop says what it did, nothing needs sideways scrolling; a digit drawn
 with the mouse (or a finger, on the phone) is finished and repaired. It saves a
@@ -21,13 +23,17 @@ import io
 import math
 import os
 import re
-import time
+import threading
 from pathlib import Path
 
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageSequence
 
+import app
 from diffusion import Pipeline
+
+from .conftest import free_port, wait_until
 
 pytestmark = pytest.mark.slow  # needs Chromium: see the README's "Test"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -44,12 +50,14 @@ PICTURE_ON_TOP = """() => {
         document.elementFromPoint(r.left + fx * r.width, r.top + fy * r.height) === img);
 }"""
 # The first panel of what the classifier reads: its size, whether it is on screen and uncovered,
-# and its bars' heights (or its lines' count).
+# where it is against the live picture, and its bars' heights (or its lines' count).
 FIRST_READING = """() => {
     const svg = document.querySelector("#probabilities svg");
     const r = svg.getBoundingClientRect();
+    const picture = document.querySelector("#denoising img").getBoundingClientRect();
     const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-    return {width: r.width, bottom: r.bottom, onScreen: r.top >= 0 && r.bottom <= window.innerHeight,
+    return {width: r.width, onScreen: r.top >= 0 && r.bottom <= window.innerHeight,
+            below: r.top >= picture.bottom, beside: r.left >= picture.right,
             uncovered: svg.contains(top), bars: [...svg.querySelectorAll("rect")].map(bar => bar.getAttribute("height")),
             lines: svg.querySelectorAll("polyline").length, marked: svg.querySelectorAll("circle").length};
 }"""
@@ -81,21 +89,70 @@ def screenshots(tmp_path_factory, request) -> Path:
     return folder
 
 
-def picture_gif(page) -> Image.Image:
-    """The animation the page shows, decoded from the picture's data URL."""
-    src = page.locator("#denoising img").get_attribute("src")
+class Gate:
+    """A forward pre-hook that holds the model's passes once `allowed` of them have run, until more
+    are allowed: a run paused at a known step, whatever the machine's speed. Open by default."""
+
+    def __init__(self):
+        self.allowed, self.passed, self.changed = math.inf, 0, threading.Condition()
+
+    def __call__(self, module, inputs) -> None:  # in the model's thread
+        with self.changed:
+            self.changed.wait_for(lambda: self.passed < self.allowed)
+            self.passed += 1
+
+    def hold(self) -> None:
+        with self.changed:
+            self.allowed = self.passed
+
+    def allow(self, passes: int = 1) -> None:
+        with self.changed:
+            self.allowed = min(self.allowed, self.passed) + passes
+            self.changed.notify_all()
+
+    def open(self) -> None:
+        with self.changed:
+            self.allowed = math.inf
+            self.changed.notify_all()
+
+
+@pytest.fixture(scope="module")
+def gated_app(shipped_pipeline):
+    """The app served from this process as `python app.py` serves it (shared forward passes, the
+    same launch options), its model behind a Gate; yields (URL, gate)."""
+    threads = torch.get_num_threads()
+    gate = Gate()
+    pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
+    hook = shipped_pipeline.model.register_forward_pre_hook(gate)
+    blocks = app.build_app(pipe)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, **app.LAUNCH_OPTIONS)
+    try:
+        yield f"http://127.0.0.1:{port}/", gate
+    finally:
+        gate.open()
+        blocks.close()
+        hook.remove()
+        pipe.denoiser.close()
+        torch.set_num_threads(threads)
+
+
+def picture_gif(page, selector: str = "#denoising img") -> Image.Image:
+    """The animation the page shows, decoded from the picture's own data URL."""
+    src = page.locator(selector).first.get_attribute("src")
     assert src.startswith("data:image/gif;base64,"), "the finished run should show an animation (a GIF)"
     return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
 
 
-def distinct_pictures_on_screen(picture, enough: int, timeout_s: float = 30.0) -> tuple[int, float]:
-    """Screenshots of the picture as the browser paints it, until `enough` distinct ones were seen
-    (or timeout_s): (how many, over how many seconds). Screenshots catch what is on screen;
-    a canvas would not (it draws an animated image's first frame)."""
-    seen, started = set(), time.monotonic()
-    while len(seen) < enough and time.monotonic() - started < timeout_s:
-        seen.add(hashlib.sha1(picture.screenshot(animations="allow")).digest())
-    return len(seen), time.monotonic() - started
+def distinct_frames(gif: Image.Image) -> int:
+    return len({hashlib.sha1(frame.convert("RGB").tobytes()).digest() for frame in ImageSequence.Iterator(gif)})
+
+
+def wait_until_it_plays(picture, what: str) -> None:
+    """Wait until the picture on screen changes, as the browser paints it: it plays. (A canvas
+    would not tell: it draws an animated image's first frame.)"""
+    first = picture.screenshot(animations="allow")
+    wait_until(lambda: picture.screenshot(animations="allow") != first, f"{what} playing on screen", timeout=60)
 
 
 def cell_px(page) -> float:
@@ -108,7 +165,7 @@ def no_sideways_scrolling(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-def check(viewport: str, page, shoot, report) -> None:
+def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> None:
     """The whole visit, on one viewport."""
     from playwright.sync_api import expect
     status, picture = page.locator("#status"), page.locator("#denoising img")
@@ -126,24 +183,30 @@ def check(viewport: str, page, shoot, report) -> None:
     gif = picture_gif(page)
     durations = [gif.seek(i) or gif.info["duration"] for i in range(gif.n_frames)]
     loop_s = sum(durations) / 1000
-    seen, seconds = distinct_pictures_on_screen(picture, enough=24)
+    frames = distinct_frames(gif)
+    wait_until_it_plays(picture, "the default run's animation")
     shoot("3-generate-default-playing")
-    report(f"default run: {gif.n_frames} frames, loop {loop_s:.2f} s; {seen} distinct pictures on screen "
-           f"in {seconds:.1f} s of watching; digit cell {cell_px(page):.1f} px")
-    assert gif.n_frames >= 24 and loop_s >= 1.5
-    # What the classifier read: a chart of ten lines, the pass of 50% marked; on a desktop beside
-    # the picture, on screen without scrolling.
+    report(f"default run: {gif.n_frames} frames ({frames} distinct), loop {loop_s:.2f} s; "
+           f"digit cell {cell_px(page):.1f} px")
+    assert frames >= 24 and loop_s >= 1.5, "a whole process to watch: at least 24 distinct frames over 1.5 s"
+    # What the classifier read: a chart of ten lines, the pass of 50% marked. On a desktop, beside
+    # the picture and on screen without scrolling; on a phone, below it, whole on screen once scrolled to.
     chart = page.evaluate(FIRST_READING)
+    if viewport == "phone":
+        assert chart["below"], "on a phone the chart comes below the picture"
+        page.locator("#probabilities svg").first.scroll_into_view_if_needed()
+        chart = page.evaluate(FIRST_READING)
     report(f"default run's chart: {chart['width']:.0f} px wide, {chart['lines']} lines, on screen {chart['onScreen']}")
     assert chart["lines"] == 10 and chart["marked"] == 1 and chart["uncovered"]
     assert chart["width"] >= MIN_READING_PX[viewport]
-    assert chart["onScreen"] or viewport == "phone"
-    assert seen >= 24, f"the animation should play at least 24 distinct frames on screen, {seen} seen"
+    assert chart["onScreen"], "the whole chart on screen at once"
+    assert chart["beside"] or viewport == "phone", "on a desktop the chart is beside the picture"
+    picture.scroll_into_view_if_needed()
     assert cell_px(page) >= MIN_CELL_PX[viewport]
     with page.expect_download() as download:
         page.locator("#gif a").first.click()
     downloaded = Image.open(download.value.path())
-    recommended = Pipeline.load(device="cpu").sampling_config
+    recommended = pipe.sampling_config
     assert download.value.suggested_filename.startswith(
         f"mnist-digit-3_{recommended.sampler}-{recommended.steps}-steps_guidance-{recommended.guidance_scale:g}_seed-")
     assert downloaded.n_frames == gif.n_frames, "the GIF download is the animation the page plays"
@@ -170,8 +233,11 @@ def check(viewport: str, page, shoot, report) -> None:
     expect(page.locator("#steps input[type=number]")).to_have_value("50")
     page.locator("#steps input[type=range]").fill("250")
     page.locator("#samples input[type=range]").fill("4")
+    gate.hold()  # the run waits at its first forward pass until the gate lets it through
     page.locator("#generate").click()
-    expect(status).to_contain_text("Step ", timeout=60_000)
+    expect(status).to_contain_text("Waiting for the model", timeout=60_000)
+    gate.allow(1)
+    expect(status).to_contain_text("Step 1 of 250", timeout=60_000)
     expect(picture).to_have_attribute("src", re.compile("^data:image/png"))
     picture.scroll_into_view_if_needed()
     on_top = page.evaluate(PICTURE_ON_TOP)
@@ -186,16 +252,23 @@ def check(viewport: str, page, shoot, report) -> None:
     bars = page.evaluate(FIRST_READING)
     assert len(bars["bars"]) == 10 and bars["uncovered"] and bars["width"] >= MIN_READING_PX[viewport]
     shoot("4b-generate-long-bars")
-    page.wait_for_function("""(before) => { const svg = document.querySelector("#probabilities svg");
+    changed = """(before) => { const svg = document.querySelector("#probabilities svg");
         const now = svg ? [...svg.querySelectorAll("rect")].map(bar => bar.getAttribute("height")) : [];
-        return now.length == 10 && JSON.stringify(now) != JSON.stringify(before); }""", arg=bars["bars"],
-                           timeout=60_000)
-    report("long run: the bars changed during the run")
+        return now.length == 10 && JSON.stringify(now) != JSON.stringify(before); }"""
+
+    def a_step_later_the_bars_changed() -> bool:
+        gate.allow(1)  # one step at a time, each shown: polled more slowly than the page's previews come
+        return page.evaluate(changed, bars["bars"])
+
+    wait_until(a_step_later_the_bars_changed, "the bars changing from step to step", poll_s=0.3)
+    gate.hold()
+    report(f"long run: the bars changed during the run, by {status.inner_text()}")
     picture.scroll_into_view_if_needed()
     assert running_cell >= MIN_CELL_PX[viewport]
     expect(page.locator("#stop")).to_be_enabled()
     page.locator("#stop").click()
-    expect(status).to_contain_text("Stopped at step", timeout=30_000)
+    gate.open()  # the step under way ends, and with it the run
+    expect(status).to_contain_text("Stopped at step", timeout=60_000)
     stopped = picture_gif(page)
     shoot("5-generate-stopped")
     report(f"stopped: {status.inner_text()!r}; partial animation {stopped.n_frames} frames")
@@ -235,10 +308,10 @@ def check(viewport: str, page, shoot, report) -> None:
     shoot("8-morph-during")
     expect(morph_status).to_contain_text("The classifier reads the frames as: 3", timeout=60_000)
     looping, row = page.locator("#morph-figures img").all()
-    assert looping.get_attribute("src").startswith("data:image/gif")
-    seen, seconds = distinct_pictures_on_screen(looping, enough=6)
-    report(f"morph: {seen} distinct pictures of the loop on screen in {seconds:.1f} s; {morph_status.inner_text()}")
-    assert seen >= 6, "the morph should play"
+    frames = distinct_frames(picture_gif(page, "#morph-figures img"))
+    wait_until_it_plays(looping, "the morph")
+    report(f"morph: a loop of {frames} distinct pictures; {morph_status.inner_text()}")
+    assert frames >= 6, "the morph walks through at least 6 pictures"
     width = page.viewport_size["width"]
     for image in (looping, row):
         box = image.bounding_box()
@@ -267,9 +340,10 @@ def check(viewport: str, page, shoot, report) -> None:
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport, capsys):
+def test_the_page_as_a_person_sees_it(browser, gated_app, shipped_pipeline, screenshots, viewport, capsys):
+    url, gate = gated_app
     page = browser.new_page(viewport=VIEWPORTS[viewport])
-    page.goto(served_app)
+    page.goto(url)
     page.locator("#generate").wait_for()
 
     def shoot(name: str) -> None:
@@ -282,7 +356,7 @@ def test_the_page_as_a_person_sees_it(browser, served_app, screenshots, viewport
             print(f"\nbrowser ({viewport}): {line}", end="")
 
     try:
-        check(viewport, page, shoot, report)
+        check(viewport, page, gate, shipped_pipeline, shoot, report)
     finally:
         shoot("last")
         page.close()
@@ -295,21 +369,14 @@ def test_a_full_app_says_busy_and_generate_works_again(browser, shipped_pipeline
     from gradio_client import Client
     from playwright.sync_api import expect
 
-    import app
-
-    from .conftest import free_port
-
     blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
-    blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
+    blocks.launch(server_port=port, prevent_thread_lock=True, **app.LAUNCH_OPTIONS)
     url = f"http://127.0.0.1:{port}/"
     jobs = [Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, seed, 1, api_name="/generate") for seed in (1, 2)]
     page = browser.new_page(viewport=VIEWPORTS[viewport])
     try:
-        deadline = time.monotonic() + 120  # however busy the machine: the second request takes the waiting place
-        while jobs[1].status().code.name != "IN_QUEUE":
-            assert time.monotonic() < deadline, f"the second request never joined the queue: {jobs[1].status()}"
-            time.sleep(0.05)
+        wait_until(lambda: jobs[1].status().code.name == "IN_QUEUE", "the second request taking the waiting place")
         page.goto(url)
         page.locator("#generate").click()
         expect(page.get_by_text("This application is currently busy")).to_be_visible(timeout=30_000)
@@ -345,8 +412,6 @@ def stroke(page, canvas, points, touch) -> None:
         for x, y in at[1:]:
             touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
         touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    # The editor hands the server its picture a moment after the stroke, as a person reaches for the button.
-    page.wait_for_timeout(1000)
 
 
 def dark_share(screenshot: bytes) -> float:
@@ -376,8 +441,8 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
             f"the canvas should be big enough to draw on, and whole: {box}"
         blank = dark_share(canvas.screenshot())
         stroke(page, canvas, THREE, touch)
+        wait_until(lambda: dark_share(canvas.screenshot()) > blank + 0.02, "the stroke showing on the canvas")
         drawn = dark_share(canvas.screenshot())
-        assert drawn > blank + 0.02, f"the stroke should show on the canvas ({blank:.3f} -> {drawn:.3f} dark)"
         shoot("draw-before")
         status = page.locator("#draw-status")
         page.locator("#draw").click()
@@ -391,22 +456,25 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
         animation = page.locator("#draw-picture img")
         assert animation.get_attribute("src").startswith("data:image/gif")
         animation.scroll_into_view_if_needed()
-        seen, seconds = distinct_pictures_on_screen(animation, enough=12)
+        frames = distinct_frames(picture_gif(page, "#draw-picture img"))
+        wait_until_it_plays(animation, "the finished drawing's denoising")
         width = page.viewport_size["width"]
         for image in (model_input, animation):
             box = image.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 100, box
         with capsys.disabled():
-            print(f"\nbrowser ({viewport}): draw: ink on the canvas {blank:.3f} -> {drawn:.3f}; {seen} distinct "
-                  f"pictures in {seconds:.1f} s; {status.inner_text()}", end="")
-        assert seen >= 12, "the finished drawing's denoising should play"
+            print(f"\nbrowser ({viewport}): draw: ink on the canvas {blank:.3f} -> {drawn:.3f}; an animation of "
+                  f"{frames} distinct pictures; {status.inner_text()}", end="")
+        assert frames >= 12, "the finished drawing's denoising: at least 12 distinct pictures"
         expect(page.locator("#draw-gif a").first).to_be_visible()
         assert no_sideways_scrolling(page)
 
         page.get_by_role("tab", name="Repair").click()
-        page.locator("#use-drawing").click()
         editor = page.locator("#repair-editor canvas").first
-        page.wait_for_timeout(1000)  # the editor draws the new picture
+        expect(editor).to_be_visible()
+        generated = editor.screenshot()
+        page.locator("#use-drawing").click()
+        wait_until(lambda: editor.screenshot() != generated, "the editor showing the finished drawing")
         shoot("repair-before")
         stroke(page, editor, ACROSS_THE_BOTTOM, touch)
         status = page.locator("#repair-status")
@@ -420,3 +488,23 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
     finally:
         shoot("last")
         context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_repair_says_what_to_do_first(browser, served_app, screenshots, viewport):
+    """Repair asked for too early: with no finished drawing to take, or nothing painted over, the
+    page says what to do, where a person sees it."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    try:
+        page.goto(served_app)
+        page.get_by_role("tab", name="Repair").click()
+        page.locator("#use-drawing").click()
+        expect(page.get_by_text("finish a drawing in the Draw tab first")).to_be_visible(timeout=60_000)
+        page.locator("#repair").click()
+        expect(page.get_by_text("paint over the part of the digit to fill in, then press Repair")).to_be_visible(
+            timeout=60_000)
+        page.screenshot(path=screenshots / f"{viewport}-9-repair-too-early.png", full_page=True)
+    finally:
+        page.close()

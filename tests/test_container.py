@@ -24,7 +24,7 @@ from gradio_client import Client
 from diffusion import Pipeline, media
 from diffusion.classifier import load_classifier, predict
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.slow  # needs a container engine and minutes: see the README's "Test"
 PREPARE = ROOT.parent / "shared" / "container" / "prepare.sh"
@@ -71,18 +71,17 @@ def finished_at(text: str) -> float:
 
 
 def wait_until_healthy(engine: Engine, name: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if engine.command[0].endswith("podman"):
             engine("healthcheck", "run", name, check=False)  # podman runs health checks on request, without systemd
-        status = engine("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
-        if status == "healthy":
-            return
+        if engine("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip() == "healthy":
+            return True
         if engine("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
             logs = engine("logs", name, check=False)
             pytest.fail(f"the container stopped:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
-        time.sleep(1)
-    pytest.fail(f"the container was not healthy within {timeout:.0f} s (last status {status!r})")
+        return False
+
+    wait_until(healthy, "the container healthy", timeout, poll_s=1)
 
 
 def test_the_image_builds_serves_trains_and_stops_promptly(tmp_path, mnist_root, capsys):

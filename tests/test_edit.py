@@ -1,6 +1,9 @@
 """Draw and repair: pictures into the model's world (MNIST's sizing and centring, whatever the
 picture), uploads read within limits, SDEdit and inpainting."""
 
+import io
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -89,14 +92,26 @@ def test_a_mask_follows_its_picture_into_the_model_input():
         to_model_input(canvas, Image.new("L", (800, 400)))
 
 
+def half_a_jpeg() -> bytes:
+    """The first half of a JPEG's bytes: its header reads, its picture does not."""
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 300), 50).convert("RGB").save(buffer, format="JPEG")
+    return buffer.getvalue()[:len(buffer.getvalue()) // 2]
+
+
+NOT_A_PICTURE = "the file is not a picture this app can read: upload a PNG or JPEG"
+DAMAGED = "the file is damaged or not a picture this app can read: upload a PNG or JPEG"
+
+
 @pytest.mark.parametrize("content, message", [
-    (b"hello, not a picture", "not a picture this app can read"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "not a picture this app can read"),
-])
+    (b"hello, not a picture", NOT_A_PICTURE),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, NOT_A_PICTURE),  # a PNG's signature, then no header
+    (half_a_jpeg(), DAMAGED),  # a header that reads, then the picture cut short
+], ids=["text", "png-signature-only", "jpeg-cut-short"])
 def test_a_file_that_is_no_picture_says_so(tmp_path, content, message):
     path = tmp_path / "upload.png"
     path.write_bytes(content)
-    with pytest.raises(PictureError, match=message):
+    with pytest.raises(PictureError, match=f"^{re.escape(message)}$"):
         open_picture(path)
 
 
@@ -120,10 +135,14 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
 
 
 def test_an_upload_of_any_size_and_mode_is_read_and_reduced(tmp_path):
-    for mode, size, fmt in (("RGBA", (3000, 2000), "PNG"), ("RGB", (640, 480), "JPEG"), ("L", (28, 28), "PNG")):
+    """Reduced to at most WORK_SIDE px a side, keeping its proportions; smaller pictures as they are."""
+    for mode, size, fmt, reduced in (("RGBA", (3000, 2000), "PNG", (1024, 683)),
+                                     ("RGB", (4000, 3000), "JPEG", (1024, 768)),
+                                     ("RGB", (640, 480), "JPEG", (640, 480)), ("L", (28, 28), "PNG", (28, 28))):
         path = tmp_path / f"picture.{fmt.lower()}"
         Image.new(mode, size, "white").save(path, format=fmt)
-        assert max(open_picture(path).size) <= 1024
+        picture = open_picture(path)
+        assert picture.size == reduced and picture.mode == mode, (size, picture.size, picture.mode)
 
 
 def test_draw_tidies_at_low_strength_and_follows_the_class_at_high(shipped_pipeline):

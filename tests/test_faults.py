@@ -5,9 +5,9 @@ import json
 import math
 import re
 import subprocess
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 import app
 from diffusion import Pipeline
 
-from .conftest import ROOT, SHIPPED_WEIGHTS, free_port, library_image, run_script
+from .conftest import ROOT, SHIPPED_WEIGHTS, demo_of, free_port, library_image, rows_of, run_script, wait_until
 
 GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
@@ -102,70 +102,74 @@ def test_damaged_weights_stop_start_up_with_one_clear_line(tmp_path, damage):
 
 
 @pytest.fixture
-def in_process_app(shipped_pipeline, monkeypatch):
-    """The app in this process, sharing forward passes as `python app.py` does; the rows of each
-    forward pass are recorded, so a test can see whose work goes on and whose stops."""
+def in_process_app(shipped_pipeline):
+    """The app in this process, sharing forward passes as `python app.py` does. Each forward pass's
+    labels are recorded (a request's digit marks its rows; 10, the null label, an unguided row),
+    so that a test can tell whose work goes on and whose stops; and its Demo, whose `runs` holds
+    each request's run until its generator is closed."""
     threads = torch.get_num_threads()
     pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
-    model_calls = []
-    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: model_calls.append(len(inputs[0])))
+    passes = []
+    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: passes.append(inputs[2].tolist()))
     blocks = app.build_app(pipe)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", blocks, model_calls
+    passes.clear()  # building the app made the Repair tab's first digit, a 3
+    yield f"http://127.0.0.1:{port}/", demo_of(blocks), passes
     blocks.close()
     hook.remove()
     pipe.denoiser.close()
     torch.set_num_threads(threads)
 
 
-def wait_for(condition, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def wait_until_the_model_rests(model_calls: list) -> None:
-    """Wait until a second passes with no model call (however busy the machine): the server noticed."""
-    deadline, seen = time.monotonic() + 60, -1
-    while len(model_calls) != seen:
-        assert time.monotonic() < deadline, "the server kept computing for a browser that had left"
-        seen = len(model_calls)
-        time.sleep(1)
+def wait_until_closed(demo: app.Demo, session: str) -> None:
+    """Wait until the server has closed the request's generator: it can make no further step."""
+    wait_until(lambda: session not in demo.runs, "the server closing the run of a browser that had left")
 
 
 def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
-    url, _, model_calls = in_process_app
+    url, demo, passes = in_process_app
     with httpx.Client(base_url=url, timeout=30) as http:
         session = join_queue(http, "generate", {**GOOD, "sampler": "ddpm", "steps": 1000})
         for message in events(http, session):  # read until the first streamed frame arrives, then leave
+            assert message["msg"] != "process_completed", f"the run ended before streaming: {message}"
             if message["msg"] == "process_generating":
                 break
-    wait_until_the_model_rests(model_calls)
-    assert len(model_calls) < 1000, "the 1000-step run should stop when the browser leaves, not run to its end"
+        else:
+            pytest.fail("the stream ended without a frame")
+    started = rows_of(passes, 3)
+    assert started >= 1, "the run had started: a frame streams after its first step"
+    wait_until_closed(demo, session)
+    made = rows_of(passes, 3)
+    assert started <= made < 1000, f"the 1000-step run should stop when the browser leaves, not run on ({made} steps)"
     assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
+    assert rows_of(passes, 3) == made + GOOD["steps"], "no step of the run that was left came after it closed"
 
 
 def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_share_only(in_process_app,
                                                                                          shipped_pipeline):
     """Whether their calls land in one forward pass or take turns depends on timing (tests/test_batching.py
-    holds a pass to make them share); either way, one request's leaving must not touch the other."""
-    url, _, model_calls = in_process_app
-    leaving = {**GOOD, "guidance_scale": 1.0, "sampler": "ddpm", "steps": 1000}  # one row a forward pass
-    staying = {**GOOD, "digit": "7", "sampler": "ddim", "steps": 250, "seed": 5}  # two rows
+    holds a pass to make them share); either way, one request's leaving must not touch the other.
+    Their digits tell their rows apart, in shared passes too."""
+    url, demo, passes = in_process_app
+    leaving = {**GOOD, "guidance_scale": 1.0, "sampler": "ddpm", "steps": 1000}  # a 3, one row a step
+    staying = {**GOOD, "digit": "7", "sampler": "ddim", "steps": 250, "seed": 5}  # a 7
     with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=url, timeout=30) as http:
-        stream = events(http, join_queue(http, "generate", leaving))
+        session = join_queue(http, "generate", leaving)
+        stream = events(http, session)
         next(message for message in stream if message["msg"] == "process_generating")
         stays = pool.submit(generate_raw, url, staying)
-        wait_for(lambda: 2 in model_calls or 3 in model_calls)  # the staying request samples too
+        wait_until(lambda: rows_of(passes, 7) > 0, "the staying request sampling")
         stream.close()  # the browser leaves
+        wait_until_closed(demo, session)
+        left_at = rows_of(passes, 3)
         final = stays.result(timeout=600)
-    wait_until_the_model_rests(model_calls)
     assert final["success"], final
     expected = library_image(shipped_pipeline, [7], **{key: value for key, value in staying.items() if key != "digit"})
     np.testing.assert_array_equal(iio.imread(final["output"]["data"][3]["path"]), expected)
-    assert sum(rows in (1, 3) for rows in model_calls) < 1000, "the leaving request's work stopped before its end"
+    assert rows_of(passes, 7) >= staying["steps"], "the staying request made all of its steps"
+    assert 1 <= left_at < 1000, f"the leaving request's work stopped before its end ({left_at} steps)"
+    assert rows_of(passes, 3) == left_at, "and made no step after it was closed"
 
 
 def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monkeypatch):
@@ -181,16 +185,47 @@ def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monk
     assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
 
 
-def test_old_downloads_are_deleted(shipped_pipeline):
-    """Frames, GIFs and PNGs are pruned from Gradio's cache on a schedule: they cannot pile up."""
-    blocks = app.build_app(shipped_pipeline, cache_ttl_s=2)
+def test_a_morph_that_cannot_be_saved_is_a_clear_error_and_the_app_serves_on(in_process_app, monkeypatch):
+    url, _, _ = in_process_app
+    ends = {"start_digit": "3", "start_seed": 1, "end_digit": "8", "end_seed": 1, "frames": 3}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app.media, "save_animation", disk_full)
+    with pytest.raises(Exception, match=re.escape("the morph was made but could not be saved for download "
+                                                  "(No space left on device)")):
+        Client(url, verbose=False).predict(**ends, api_name="/morph")
+    monkeypatch.undo()
+    assert Client(url, verbose=False).predict(**ends, api_name="/morph")[2].endswith(".gif")
+
+
+def test_old_downloads_are_deleted(shipped_pipeline, monkeypatch):
+    """Frames, GIFs and PNGs are pruned from Gradio's cache on a schedule: they cannot pile up. The
+    sweep Gradio runs on that schedule is called here with its clock moved on, rather than waited for."""
+    from gradio import route_utils
+
+    ttl = 3600
+    blocks = app.build_app(shipped_pipeline, cache_ttl_s=ttl)
+    assert blocks.delete_cache == (600, ttl), "swept every 10 minutes, deleting what is older than the TTL"
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         Client(f"http://127.0.0.1:{port}/", verbose=False).predict(**GOOD, api_name="/generate")
-        gif = Path(blocks.GRADIO_CACHE) / "mnist-diffusion" / "mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-0_x1.gif"
-        assert gif.exists()
-        wait_for(lambda: not gif.exists(), timeout=15)
+        name = "mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-0_x1"  # on the server, where the app wrote them
+        made = [Path(blocks.GRADIO_CACHE) / "mnist-diffusion" / f"{name}.{kind}" for kind in ("gif", "png")]
+        assert all(path.exists() for path in made)
+        route_utils.delete_files_created_by_app(blocks, ttl)
+        assert all(path.exists() for path in made), "a fresh download is kept"
+
+        class Later(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.now(tz) + timedelta(seconds=ttl + 1)
+
+        monkeypatch.setattr(route_utils, "datetime", Later)
+        route_utils.delete_files_created_by_app(blocks, ttl)
+        assert not any(path.exists() for path in made), "an hour on, the sweep deletes it"
     finally:
         blocks.close()
 

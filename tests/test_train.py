@@ -1,15 +1,13 @@
-import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from diffusion.io import load_safetensors
 
-from .conftest import ROOT, run_script
+from .conftest import ROOT, run_script, wait_until
 
 TINY = ["--subset", "256", "--batch-size", "32", "--channels", "8,16", "--timesteps", "100", "--warmup-steps", "5",
         "--checkpoint-every", "2"]
@@ -33,26 +31,35 @@ def straight_run(tmp_path_factory, mnist_root):
 STEPS = 40
 
 
+def checkpoint_step(checkpoint) -> int:
+    """The step of a run's checkpoint, 0 before its first (checkpoints are written atomically: never half a file)."""
+    return load_safetensors(checkpoint)[1]["step"] if checkpoint.exists() else 0
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, straight_run, stop):
-    # Stop a run at a random moment after its first checkpoint exists, then run the same command again.
+@pytest.mark.parametrize("stop, after", [(signal.SIGINT, 2), (signal.SIGKILL, 10)], ids=["ctrl-c", "sigkill"])
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, straight_run, stop, after):
+    # Stop a run once a checkpoint of at least `after` steps exists, wherever in its work it is then,
+    # and run the same command again. SIGSTOP freezes it first, so that the step it is stopped at
+    # is read before it can move on or finish, however fast the machine.
     args = [sys.executable, *train_args(tmp_path, "resumed", STEPS), "--data-dir", mnist_root]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "resumed" / "checkpoint.safetensors"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    time.sleep(random.uniform(0, 0.5))
+    wait_until(lambda: process.poll() is not None or checkpoint_step(checkpoint) >= after,
+               f"a checkpoint of {after} steps")
+    process.send_signal(signal.SIGSTOP)
+    assert process.poll() is None, f"the run ended before it could be stopped: {process.communicate()}"
+    frozen_at = checkpoint_step(checkpoint)
     process.send_signal(stop)
+    process.send_signal(signal.SIGCONT)
     stdout, stderr = process.communicate(timeout=120)
     if stop == signal.SIGINT:
         assert process.returncode == 130, stderr
         assert "run the same command to continue" in stdout
     else:
         assert process.returncode == -signal.SIGKILL
-    stopped_at = load_safetensors(checkpoint)[1]["step"]  # checkpoints are written atomically: never half a file
-    assert 0 < stopped_at < STEPS
+    stopped_at = checkpoint_step(checkpoint)
+    assert after <= frozen_at <= stopped_at < STEPS, (frozen_at, stopped_at)
 
     resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -99,3 +106,4 @@ def test_missing_data_is_a_clear_error(tmp_path):
     result = run_script("train.py", "--data-dir", str(tmp_path / "nothing"), "--run-dir", str(tmp_path / "r"),
                         env={"PATH": "", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
     assert result.returncode == 2 and "could not be downloaded" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -267,7 +267,8 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     assert running_cell >= MIN_CELL_PX[viewport]
     expect(page.locator("#stop")).to_be_enabled()
     page.locator("#stop").click()
-    gate.open()  # the step under way ends, and with it the run
+    expect(page.locator("#stop")).to_be_disabled()  # the server has the Stop: the run ends after its step
+    gate.open()
     expect(status).to_contain_text("Stopped at step", timeout=60_000)
     stopped = picture_gif(page)
     shoot("5-generate-stopped")

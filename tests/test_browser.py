@@ -219,9 +219,12 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     page.locator("#random-seed input").uncheck()
     expect(page.locator("#seed input")).to_have_value(seed)
     picture_src = picture.get_attribute("src")
+    gate.hold()  # so that the page is seen waiting for this run, not still showing the last one's result
     page.locator("#generate").click()
-    expect(status).to_contain_text(f"seed {seed} ", timeout=60_000)
+    expect(status).to_contain_text("Waiting for the model", timeout=60_000)
+    gate.open()
     expect(status).to_contain_text("made in", timeout=60_000)
+    expect(status).to_contain_text(f"seed {seed} ")
     assert picture.get_attribute("src") == picture_src, "the same seed and settings make the same animation"
     shoot("3b-generate-same-seed-again")
     page.locator("#random-seed input").check()
@@ -359,6 +362,7 @@ def test_the_page_as_a_person_sees_it(browser, gated_app, shipped_pipeline, scre
     try:
         check(viewport, page, gate, shipped_pipeline, shoot, report)
     finally:
+        gate.open()  # whatever happened, the next test finds the model free
         shoot("last")
         page.close()
 

@@ -294,7 +294,8 @@ def test_classifier_cli_trains_weights_that_read_digits(tmp_path, mnist_root):
     predicted, _ = predict(load_classifier(out), to_model_range(images))
     accuracy = (predicted == labels).float().mean().item()
     assert accuracy >= 0.8, "2,048 digits twice: a classifier that reads digits (measured 91%)"
-    assert f"{100 * accuracy:.2f}" == f"{printed:.2f}", "the accuracy printed is that of the weights written"
+    # Read back as the app reads it (each BatchNorm folded into its convolution): a digit or two at a tie may flip.
+    assert abs(100 * accuracy - printed) <= 0.05, "the accuracy printed is that of the weights written"
     _, metadata = load_safetensors(out)
     assert metadata["command"] == "python -m diffusion.classifier --epochs 2 --seed 0 --subset 2048"
 

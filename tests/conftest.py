@@ -37,6 +37,12 @@ def demo_of(blocks):
     return next(fn.fn.__self__ for fn in blocks.fns.values() if fn.api_name == "generate")
 
 
+def record_labels(model: torch.nn.Module):
+    """(passes, hook): each forward pass's labels are appended to passes, a list a pass, for rows_of."""
+    passes = []
+    return passes, model.register_forward_hook(lambda module, inputs, output: passes.append(inputs[2].tolist()))
+
+
 def rows_of(passes: list[list[int]], digit: int) -> int:
     """How many rows of the recorded forward passes were asked for with this digit's label: one a
     step for a request of one digit (its unguided row, if guided, carries the null label)."""

@@ -22,7 +22,7 @@ from diffusion import edit, media, morph
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
-from .conftest import ROOT, demo_of, free_port, library_image, rows_of, run_script, wait_until
+from .conftest import ROOT, demo_of, free_port, library_image, record_labels, rows_of, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 
 
@@ -396,8 +396,7 @@ def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_
 def small_queue_app(shipped_pipeline):
     """The app in this process running one request at a time, with room for one waiting; the labels
     of each forward pass are recorded (a request's digit marks its rows), and its Demo is at hand."""
-    passes = []
-    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: passes.append(inputs[2].tolist()))
+    passes, hook = record_labels(shipped_pipeline.model)
     blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)

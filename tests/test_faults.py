@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 import app
 from diffusion import Pipeline
 
-from .conftest import ROOT, SHIPPED_WEIGHTS, demo_of, free_port, library_image, rows_of, run_script, wait_until
+from .conftest import (ROOT, SHIPPED_WEIGHTS, demo_of, free_port, library_image, record_labels, rows_of, run_script,
+                       wait_until)
 
 GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
@@ -109,8 +110,7 @@ def in_process_app(shipped_pipeline):
     each request's run until its generator is closed."""
     threads = torch.get_num_threads()
     pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
-    passes = []
-    hook = shipped_pipeline.model.register_forward_hook(lambda module, inputs, output: passes.append(inputs[2].tolist()))
+    passes, hook = record_labels(shipped_pipeline.model)
     blocks = app.build_app(pipe)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)

@@ -14,8 +14,8 @@ them as one batch of up to max_batch_size images, and hands each caller its own 
 that arrive together are computed together, whatever their digits, samplers, step counts,
 timesteps or guidance; a request that arrives while a batch runs joins the next one, one forward
 pass later. A caller that stops calling (a request stopped or abandoned) simply drops out. The
-network computes each image independently of the others in its batch (unet.Linear), so a
-request gets exactly the images it gets alone.
+network computes each image independently of the others in its batch (unet.Linear and
+unet.PointwiseConv), so a request gets exactly the images it gets alone.
 
 Threads and cores. Only the model thread computes on several cores (all torch found): every
 other thread is set to one (torch.set_num_threads(1)) when a SharedModel starts. Two threads that

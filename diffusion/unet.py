@@ -69,6 +69,26 @@ class Linear(nn.Linear):
         return (x[:, None, :] * self.weight).sum(-1) + self.bias
 
 
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution whose output for an image does not depend on the other images in its batch.
+
+    On one core the CPU's convolution takes another kernel for a batch of 16 or more (here at 7x7,
+    256 to 128 channels) and rounds an image up to 4e-6 differently, as Linear's matrix multiply
+    does. Outside training each image's pixels get a matrix product of their own (torch.baddbmm),
+    the same whatever the batch and the threads."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        b, _, height, width = x.shape
+        pixels = x.flatten(2).transpose(1, 2)  # (b, height * width, in_channels)
+        out = torch.baddbmm(self.bias, pixels, self.weight.flatten(1).t().expand(b, -1, -1))
+        return out.transpose(1, 2).reshape(b, -1, height, width)
+
+
 class ResBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, embedding_dim: int, groups: int):
         super().__init__()
@@ -77,7 +97,7 @@ class ResBlock(nn.Module):
         self.scale_shift = Linear(embedding_dim, 2 * out_channels)
         self.norm2 = nn.GroupNorm(groups, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.skip = PointwiseConv(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable early training
         nn.init.zeros_(self.conv2.bias)
 
@@ -96,8 +116,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
+        self.qkv = PointwiseConv(channels, 3 * channels)
+        self.out = PointwiseConv(channels, channels)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -79,9 +79,10 @@ class Generate:
             return
         clock = self.context.clock
         started = last_preview = clock()
-        digits, first_of_each_digit = len(settings.digits), [d * settings.samples_per_digit for d in range(len(settings.digits))]
+        num_digits = len(settings.digits)
+        first_of_each_digit = [d * settings.samples_per_digit for d in range(num_digits)]
         run.readings = StepReadings(self.context.classifier)
-        for step, frames in media.denoising_animation(self.context.pipe.sample_steps(settings), digits,
+        for step, frames in media.denoising_animation(self.context.pipe.sample_steps(settings), num_digits,
                                                       settings.samples_per_digit):
             run.frames += frames
             if frames:  # the steps the animation shows: every step of a run of up to MAX_FRAMES steps
@@ -92,7 +93,7 @@ class Generate:
             if not (run.stop_requested or preview_due):
                 continue
             # This step's sample as a frame: the animation's last one when it shows the step.
-            latest = run.frames[-1] if frames else media.denoising_frames([step.x], step.x0, digits)[0]
+            latest = run.frames[-1] if frames else media.denoising_frames([step.x], step.x0, num_digits)[0]
             if run.stop_requested:
                 if not frames:  # the animation ends where the run stopped
                     run.frames.append(latest)

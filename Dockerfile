@@ -24,6 +24,7 @@ RUN useradd --create-home --uid 1000 app
 WORKDIR /app
 COPY weights/ weights/
 COPY diffusion/ diffusion/
+COPY webapp/ webapp/
 COPY app.py train.py ./
 # Readable by the app's user whatever the permissions in the build context (a checkout made
 # with umask 077 has files only root may read).

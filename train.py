@@ -10,6 +10,7 @@ the same command again continues exactly where an interrupted run stopped; Ctrl-
 """
 
 import copy
+import functools
 import math
 import os
 import platform
@@ -122,7 +123,7 @@ def load_checkpoint(path: Path, model, ema, optimizer, args) -> tuple[int, float
 def save_sample_grid(ema: UNet, schedule: NoiseSchedule, path: Path) -> None:
     """Four samples of each digit from the EMA weights, with the default sampler settings."""
     pipeline = Pipeline(ema, schedule, SamplingConfig())
-    images = pipeline.generate(list(range(10)), samples_per_digit=4, seed=0)
+    images = pipeline.generate(pipeline.settings(list(range(10)), samples_per_digit=4))
     # Transposed so that each column is one digit.
     save_png(sample_grid(to_uint8(images), num_digits=10), path)
 
@@ -139,42 +140,72 @@ class StopRequest:
         self.requested = True
 
 
-def train(args) -> None:
+def start_processes() -> tuple[int, int, int, torch.device]:
+    """(rank, local rank, world size, device) of this process; with several (torchrun), their group started."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    distributed = world_size > 1
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if distributed:
+    if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return rank, local_rank, world_size, device
+
+
+@functools.lru_cache(maxsize=1)
+def epoch_order(seed: int, epoch: int, count: int, device: torch.device) -> torch.Tensor:
+    """The order of the training images in an epoch: it depends on (seed, epoch) alone, so resuming replays it."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed + epoch)).to(device)
+
+
+def training_step(forward, model: UNet, ema: UNet, optimizer, schedule: NoiseSchedule, x0: torch.Tensor,
+                  y: torch.Tensor, generator: torch.Generator, step: int, total_steps: int, args) -> torch.Tensor:
+    """One step on the batch (x0, y): the loss, clipped gradients, AdamW at the step's learning rate,
+    then the EMA of the weights. Returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, args, total_steps)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=args.amp and x0.device.type == "cuda"):
+        loss = denoising_loss(forward, schedule, x0, y, generator, args.label_dropout, model.config.null_label)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    optimizer.step()
+    # EMA of the weights, with a warmup so that short runs are not dominated by the initial weights.
+    decay = min(args.ema_decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+    return loss
+
+
+def everyone_stops(stop: StopRequest, device: torch.device) -> bool:
+    """Whether to stop now: asked in any process, so that every process stops at the same step."""
+    if not dist.is_initialized():
+        return stop.requested
+    flag = torch.tensor([float(stop.requested)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def train(args) -> None:
+    rank, local_rank, world_size, device = start_processes()
     if args.batch_size % world_size:
         raise ValueError(f"--batch-size {args.batch_size} does not divide among {world_size} processes")
-    is_main = rank == 0
+    is_main, distributed = rank == 0, world_size > 1
     run_dir, checkpoint_path = Path(args.run_dir), Path(args.run_dir) / "checkpoint.safetensors"
-
     images, labels = load_mnist(args.data_dir, train=True)
-    if args.subset:
-        images, labels = images[:args.subset], labels[:args.subset]
-    images, labels = images.to(device), labels.to(device)
+    images, labels = images[:args.subset or None].to(device), labels[:args.subset or None].to(device)
     steps_per_epoch = len(images) // args.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(images)} training images are fewer than one batch of {args.batch_size}")
-    total_steps = args.max_steps or args.epochs * steps_per_epoch
-    per_process_batch = args.batch_size // world_size
+    total_steps, per_process_batch = args.max_steps or args.epochs * steps_per_epoch, args.batch_size // world_size
 
     torch.manual_seed(args.seed)  # the same initial weights in every process
     unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
     schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
-    schedule = NoiseSchedule(schedule_config)
-    model = UNet(unet_config).to(device)
+    schedule, model = NoiseSchedule(schedule_config), UNet(unet_config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-
-    step, elapsed_s = 0, 0.0
-    if checkpoint_path.exists():
-        step, elapsed_s = load_checkpoint(checkpoint_path, model, ema, optimizer, args)
+    step, elapsed_s = load_checkpoint(checkpoint_path, model, ema, optimizer, args) if checkpoint_path.exists() else (0, 0.0)
     if is_main:
         print(f"U-Net: {sum(p.numel() for p in model.parameters()):,} parameters; {len(images):,} digits; "
               f"device {device} x {world_size}; step {step} of {total_steps}"
@@ -183,55 +214,27 @@ def train(args) -> None:
     forward = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
     if args.compile and device.type == "cuda":
         forward = torch.compile(forward)
-    stop = StopRequest()
-    generator = torch.Generator(device)
-    permutation, permutation_epoch = None, None
+    stop, generator = StopRequest(), torch.Generator(device)
     progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True)
     started, last_logged = time.perf_counter(), (time.perf_counter(), step)
-
-    def save(step):
-        if is_main:
-            save_checkpoint(checkpoint_path, model, ema, optimizer, step, elapsed_s + time.perf_counter() - started, args)
-
     while step < total_steps:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-        if permutation_epoch != epoch:  # the data order depends on (seed, epoch) alone, so resuming replays it
-            permutation = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed + epoch)).to(device)
-            permutation_epoch = epoch
         start = batch_in_epoch * args.batch_size + rank * per_process_batch
-        batch = permutation[start:start + per_process_batch]
-        x0, y = to_model_range(images[batch]), labels[batch]
-
+        batch = epoch_order(args.seed, epoch, len(images), device)[start:start + per_process_batch]
         # The step's randomness depends on (seed, step, rank) alone: an exact resume needs no RNG state.
         generator.manual_seed(args.seed * 1_000_003 + step * 1_009 + rank)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args, total_steps)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda"):
-            loss = denoising_loss(forward, schedule, x0, y, generator, args.label_dropout, unet_config.null_label)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        # EMA of the weights, with a warmup so that short runs are not dominated by the initial weights.
-        decay = min(args.ema_decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+        loss = training_step(forward, model, ema, optimizer, schedule, to_model_range(images[batch]), labels[batch],
+                             generator, step, total_steps, args)
         step += 1
-
         progress.update(1)
         if is_main and (step % 20 == 0 or step == total_steps):
             now = time.perf_counter()
             images_per_s = (step - last_logged[1]) * args.batch_size / (now - last_logged[0])
             progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_per_s=f"{images_per_s:.0f}")
             last_logged = (now, step)
-
-        end_of_epoch = step % steps_per_epoch == 0
-        stop_now = stop.requested
-        if distributed:  # every process stops at the same step
-            flag = torch.tensor([float(stop_now)], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop_now = bool(flag.item())
-        if stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps:
-            save(step)
+        end_of_epoch, stop_now = step % steps_per_epoch == 0, everyone_stops(stop, device)
+        if is_main and (stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps):
+            save_checkpoint(checkpoint_path, model, ema, optimizer, step, elapsed_s + time.perf_counter() - started, args)
         if is_main and (end_of_epoch or step == total_steps):
             save_sample_grid(ema, schedule, run_dir / f"samples_epoch{epoch + 1:03d}.png")
         if stop_now:
@@ -241,12 +244,18 @@ def train(args) -> None:
                       "run the same command to continue")
             sys.exit(130)
     progress.close()
+    finish(args, model, ema, schedule_config, step, steps_per_epoch, len(images), world_size, device,
+           elapsed_s + time.perf_counter() - started)
 
+
+def finish(args, model: UNet, ema: UNet, schedule_config: ScheduleConfig, step: int, steps_per_epoch: int,
+           num_images: int, world_size: int, device: torch.device, elapsed_s: float) -> None:
+    """After the last step: replicas checked equal, the weights written, the process group ended."""
+    distributed = world_size > 1
     if distributed:
-        check_replicas_identical(model, device, is_main)
-    if is_main:
-        write_weights(args, ema, schedule_config, step, steps_per_epoch, len(images), world_size, device,
-                      elapsed_s + time.perf_counter() - started)
+        check_replicas_identical(model, device, dist.get_rank() == 0)
+    if not distributed or dist.get_rank() == 0:
+        write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, world_size, device, elapsed_s)
     if distributed:
         dist.destroy_process_group()
 

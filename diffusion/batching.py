@@ -3,7 +3,7 @@
 A server answers each request in a thread of its own, and each request's sampler calls the model
 once a step. On a CPU a forward pass of one or two images leaves much of the cores' work undone:
 per image, ten digits cost about a third of what one does (`python -m diffusion.bench`; the
-README's "Serving many" has the design and the figures).
+docs/serving.md has the design and the figures).
 `SharedModel` stands in for the model:
 
     shared = SharedModel(model)

@@ -18,7 +18,6 @@ each step's x0, runs alternating, for 1 and 10 digits.
 """
 
 import json
-import math
 import resource
 import statistics
 import sys
@@ -30,85 +29,34 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import cli
 from .classifier import StepReadings, load_classifier
 from .io import atomic_write
+from .measure import EvaluationCounter, synchronize, time_generation, timed_runs
 from .media import denoising_animation
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
 from .samplers import STEP_RANGES
 from .schedule import denoising_loss
+from .settings import Settings
 from .unet import UNet
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class EvaluationCounter:
-    """Counts the network's image-evaluations while in use: a forward hook on the model adds each
-    call's batch size, so what is counted is what ran (two per guided step and image, one where
-    guidance is off), whatever the sampler or the guidance did.
-
-        with EvaluationCounter(pipeline.model) as counter:
-            images = pipeline.generate(...)
-        counter.images / len(images)   # evaluations per image
-    """
-
-    def __init__(self, model: torch.nn.Module):
-        self.model, self.images = model, 0
-
-    def __enter__(self) -> "EvaluationCounter":
-        self.hook = self.model.register_forward_hook(self.count)
-        return self
-
-    def count(self, module, args, output) -> None:
-        self.images += len(args[0])
-
-    def __exit__(self, *exc) -> None:
-        self.hook.remove()
-
-
-def timed_runs(run, repeats: int, budget_s: float = math.inf) -> list[float]:
-    """Seconds for each of up to `repeats` calls of run() (warm up first); no further run
-    starts once it would take the total past budget_s."""
-    times = []
-    while len(times) < repeats and (not times or sum(times) + times[0] <= budget_s):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return times
-
-
-def time_generation(pipeline: Pipeline, digits: list[int], repeats: int, budget_s: float = math.inf,
-                    **settings) -> list[float]:
-    """Seconds for each of up to `repeats` calls of pipeline.generate (see timed_runs), after a
-    2-step warm-up call with the same batch, which sets up the kernels for that shape."""
-    pipeline.generate(digits, **{**settings, "steps": 2})
-
-    def run():
-        pipeline.generate(digits, **settings)
-        synchronize(pipeline.device)
-
-    return timed_runs(run, repeats, budget_s)
-
-
-def time_first_step(pipeline: Pipeline, digits: list[int], repeats: int, **settings) -> list[float]:
+def time_first_step(pipeline: Pipeline, settings: Settings, repeats: int) -> list[float]:
     """Seconds from asking for a stream of steps to holding the first one (what the app shows first)."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        step = next(iter(pipeline.sample_steps(digits, **settings)))
+        step = next(iter(pipeline.sample_steps(settings)))
         step.x.sum().item()  # waits for the device
         times.append(time.perf_counter() - started)
     return times
 
 
-def time_streams(pipeline: Pipeline, classifier, digits: list[int], repeats: int, **settings) -> dict[bool, list[float]]:
+def time_streams(pipeline: Pipeline, classifier, settings: Settings, repeats: int) -> dict[bool, list[float]]:
     """Seconds for each run of the app's stream (the animation's frames as the steps come), without
     and with what the classifier reads each step's x0 as, read as the app reads it: the first
     step at once (the first preview), the rest at the end (a short run's result). Runs alternate,
     so that both see the same moments of a machine whose speed drifts: {False: [...], True: [...]}."""
     def stream(read: bool) -> None:
         readings = StepReadings(classifier)
-        for step, frames in denoising_animation(pipeline.sample_steps(digits, **settings), settings["steps"], len(digits), 1):
+        for step, frames in denoising_animation(pipeline.sample_steps(settings)):
             if read and frames:
                 readings.add(step.index + 1, step.x0)
                 if step.index == 0:
@@ -212,10 +160,10 @@ def reading_cost(pipeline: Pipeline, setting: tuple[str, int], guidance_scale: f
     """Print and return what reading each step's x0 with the classifier adds to the app's stream."""
     sampler, steps = setting
     classifier = load_classifier(device=pipeline.device)
-    settings = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "seed": 0}
     result = {}
     for count in (1, 10):
-        times = time_streams(pipeline, classifier, list(range(count)), repeats, **settings)
+        settings = pipeline.settings(list(range(count)), sampler=sampler, steps=steps, guidance_scale=guidance_scale)
+        times = time_streams(pipeline, classifier, settings, repeats)
         without, with_reading = statistics.median(times[False]), statistics.median(times[True])
         result[count] = {"without_s": without, "with_s": with_reading, "slower": with_reading / without - 1,
                          "ms_per_step": 1000 * (with_reading - without) / steps}
@@ -230,7 +178,8 @@ def summary(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
 
 
-def main() -> None:
+def parse_args() -> tuple:
+    """The command line: (args, repeats, budget, sizes), the defaults filled in for --quick or not."""
     p = cli.ArgumentParser(prog="python -m diffusion.bench", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--samplers", type=cli.parse_samplers,
@@ -248,7 +197,94 @@ def main() -> None:
     sizes = [int(s) for s in (args.sizes or ("1,10" if args.quick else "1,10,64")).split(",") if s.strip().isdigit()]
     if repeats < 1 or budget <= 0 or not sizes or min(sizes) < 1:
         p.error("--repeats, --budget and --sizes must be positive")
+    return p, args, repeats, budget, sizes
 
+
+def measure_cell(pipeline: Pipeline, settings: Settings, repeats: int, budget: float, flops_per_image: float) -> dict:
+    """One cell of the table: these settings, timed whole and to their first step, their evaluations counted."""
+    count = len(settings.digits)
+    if pipeline.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(pipeline.device)
+    times = time_generation(pipeline, settings, repeats, budget)
+    first = time_first_step(pipeline, settings, repeats)
+    with EvaluationCounter(pipeline.model) as counter:
+        pipeline.generate(settings)
+    cell = {"sampler": settings.sampler, "steps": settings.steps, "digits": count, **summary(times),
+            "evaluations_per_image": counter.images / count, "images_per_s": count / statistics.median(times),
+            "first_step_s": statistics.median(first),
+            "flops_per_s": flops_per_image * counter.images / statistics.median(times)}
+    if pipeline.device.type == "cuda":
+        cell["peak_memory_mb"] = torch.cuda.max_memory_allocated(pipeline.device) / 2**20
+    return cell
+
+
+def measure_cells(pipeline: Pipeline, samplers: list, sizes: list[int], guidance_scale: float, repeats: int,
+                  budget: float, flops_per_image: float) -> tuple[list[dict], list[dict]]:
+    """(cells, skipped): each sampler setting at each size, but none whose run would pass the budget."""
+    cells, skipped = [], []
+    for sampler, steps in samplers:
+        estimate_per_image = None
+        for count in sizes:
+            if estimate_per_image is not None and estimate_per_image * count > budget:
+                skipped.append({"sampler": sampler, "steps": steps, "digits": count,
+                                "estimated_s": estimate_per_image * count})
+                continue
+            print(f"measuring {sampler} {steps} steps, {count} digits", file=sys.stderr, flush=True)
+            settings = pipeline.settings([i % 10 for i in range(count)], sampler=sampler, steps=steps,
+                                         guidance_scale=guidance_scale)
+            cells.append(measure_cell(pipeline, settings, repeats, budget, flops_per_image))
+            estimate_per_image = cells[-1]["median_s"] / count
+    return cells, skipped
+
+
+def print_table(cells: list[dict], skipped: list[dict], peak: float, budget: float) -> None:
+    header = f"{'sampler':>7} {'steps':>5} {'digits':>6} {'evals/img':>9} {'median s':>9} {'min-max s':>13} " \
+             f"{'img/s':>7} {'first step ms':>13} {'GFLOP/s':>8} {'of peak':>7}"
+    print(header + "\n" + "-" * len(header))
+    for cell in cells:
+        cell["share_of_matmul_peak"] = cell["flops_per_s"] / peak
+        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6} {cell['evaluations_per_image']:>9g} "
+              f"{cell['median_s']:>9.3f} "
+              f"{cell['min_s']:>6.3f}-{cell['max_s']:<6.3f} {cell['images_per_s']:>7.1f} "
+              f"{1000 * cell['first_step_s']:>13.1f} {cell['flops_per_s'] / 1e9:>8.1f} "
+              f"{cell['share_of_matmul_peak']:>7.0%}")
+    for cell in skipped:
+        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6}   skipped: one run would take about "
+              f"{cell['estimated_s']:.0f} s (--budget {budget:g})")
+
+
+def comparisons(pipeline: Pipeline, cells: list[dict], first: tuple[str, int], guidance_scale: float,
+                repeats: int) -> dict:
+    """The first setting measured (by default the recommended one) against 1000-step DDPM and
+    diffusers, and what reading each step's x0 costs it."""
+    def cell_for(sampler, steps, count):
+        return next((c for c in cells if (c["sampler"], c["steps"], c["digits"]) == (sampler, steps, count)), None)
+
+    result, (ours_sampler, ours_steps) = {}, first
+    ours = cell_for(ours_sampler, ours_steps, 10)
+    ddpm = cell_for("ddpm", 1000, 10) or cell_for("ddpm", 1000, 1)
+    ours_at_ddpm_size = ddpm and cell_for(ours_sampler, ours_steps, ddpm["digits"])
+    if ours_at_ddpm_size:
+        result["ddpm_1000_over_ours"] = ddpm["median_s"] / ours_at_ddpm_size["median_s"]
+        print(f"\n1000-step DDPM takes {result['ddpm_1000_over_ours']:.0f}x as long as "
+              f"{ours_sampler}-{ours_steps} ({ddpm['digits']} digits).")
+    diffusers = ours and diffusers_course_seconds(pipeline.device, 10, ours_steps, guidance_scale, repeats)
+    if ours and diffusers is None:
+        print("diffusers is not installed (pip install diffusers): no comparison with it.")
+    elif diffusers:
+        times, parameters = diffusers
+        result["diffusers"] = {**summary(times), "parameters": parameters, "steps": ours_steps}
+        result["diffusers_over_ours"] = statistics.median(times) / ours["median_s"]
+        print(f"diffusers UNet2DModel ({parameters / 1e6:.2f}M parameters; ours "
+              f"{sum(p.numel() for p in pipeline.model.parameters()) / 1e6:.2f}M) + DPMSolverMultistepScheduler, "
+              f"{ours_steps} steps, 10 digits: median {statistics.median(times):.3f} s, "
+              f"{result['diffusers_over_ours']:.2f}x ours.")
+    result["reading"] = reading_cost(pipeline, first, guidance_scale, max(repeats, 3) * 3)
+    return result
+
+
+def main() -> None:
+    p, args, repeats, budget, sizes = parse_args()
     pipeline = Pipeline.load(args.weights, device=args.device)
     recommended = pipeline.sampling_config
     guidance_scale = recommended.guidance_scale if args.guidance is None else args.guidance
@@ -265,87 +301,22 @@ def main() -> None:
     # This machine's matmul rate, measured before and after the cells: the best of the two is
     # the yardstick, so that a busy moment does not flatter the model's share of it.
     peak_before = matmul_peak_flops(device)
-    cells, skipped = [], []
-    for sampler, steps in samplers:
-        settings = {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale, "seed": 0}
-        estimate_per_image = None
-        for count in sizes:
-            digits = [i % 10 for i in range(count)]
-            if estimate_per_image is not None and estimate_per_image * count > budget:
-                skipped.append({"sampler": sampler, "steps": steps, "digits": count,
-                                "estimated_s": estimate_per_image * count})
-                continue
-            print(f"measuring {sampler} {steps} steps, {count} digits", file=sys.stderr, flush=True)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            times = time_generation(pipeline, digits, repeats, budget, **settings)
-            first = time_first_step(pipeline, digits, repeats, **settings)
-            with EvaluationCounter(pipeline.model) as counter:
-                pipeline.generate(digits, **settings)
-            estimate_per_image = statistics.median(times) / count
-            cell = {"sampler": sampler, "steps": steps, "digits": count, **summary(times),
-                    "evaluations_per_image": counter.images / count,
-                    "images_per_s": count / statistics.median(times),
-                    "first_step_s": statistics.median(first),
-                    "flops_per_s": flops_per_image * counter.images / statistics.median(times)}
-            if device.type == "cuda":
-                cell["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            cells.append(cell)
+    cells, skipped = measure_cells(pipeline, samplers, sizes, guidance_scale, repeats, budget, flops_per_image)
     peak_after = matmul_peak_flops(device)
     peak = max(peak_before, peak_after)
-
     print(f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s (best of {peak_before / 1e9:.0f} before and "
           f"{peak_after / 1e9:.0f} after); model forward {flops_per_image / 1e6:.0f} MFLOP per image")
-    header = f"{'sampler':>7} {'steps':>5} {'digits':>6} {'evals/img':>9} {'median s':>9} {'min-max s':>13} " \
-             f"{'img/s':>7} {'first step ms':>13} {'GFLOP/s':>8} {'of peak':>7}"
-    print(header + "\n" + "-" * len(header))
-    for cell in cells:
-        cell["share_of_matmul_peak"] = cell["flops_per_s"] / peak
-        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6} {cell['evaluations_per_image']:>9g} "
-              f"{cell['median_s']:>9.3f} "
-              f"{cell['min_s']:>6.3f}-{cell['max_s']:<6.3f} {cell['images_per_s']:>7.1f} "
-              f"{1000 * cell['first_step_s']:>13.1f} {cell['flops_per_s'] / 1e9:>8.1f} "
-              f"{cell['share_of_matmul_peak']:>7.0%}")
-    for cell in skipped:
-        print(f"{cell['sampler']:>7} {cell['steps']:>5} {cell['digits']:>6}   skipped: one run would take about "
-              f"{cell['estimated_s']:.0f} s (--budget {budget:g})")
-
-    def cell_for(sampler, steps, count):
-        return next((c for c in cells if (c["sampler"], c["steps"], c["digits"]) == (sampler, steps, count)), None)
-
-    # The comparisons are with the first setting measured: by default, the recommended one.
-    comparisons, (ours_sampler, ours_steps) = {}, samplers[0]
-    ours = cell_for(ours_sampler, ours_steps, 10)
-    ddpm = cell_for("ddpm", 1000, 10) or cell_for("ddpm", 1000, 1)
-    ours_at_ddpm_size = ddpm and cell_for(ours_sampler, ours_steps, ddpm["digits"])
-    if ours_at_ddpm_size:
-        comparisons["ddpm_1000_over_ours"] = ddpm["median_s"] / ours_at_ddpm_size["median_s"]
-        print(f"\n1000-step DDPM takes {comparisons['ddpm_1000_over_ours']:.0f}x as long as "
-              f"{ours_sampler}-{ours_steps} ({ddpm['digits']} digits).")
-    if ours:
-        result = diffusers_course_seconds(device, 10, ours_steps, guidance_scale, repeats)
-        if result is None:
-            print("diffusers is not installed (pip install diffusers): no comparison with it.")
-        else:
-            times, parameters = result
-            comparisons["diffusers"] = {**summary(times), "parameters": parameters, "steps": ours_steps}
-            comparisons["diffusers_over_ours"] = statistics.median(times) / ours["median_s"]
-            print(f"diffusers UNet2DModel ({parameters / 1e6:.2f}M parameters; ours "
-                  f"{sum(p.numel() for p in pipeline.model.parameters()) / 1e6:.2f}M) + DPMSolverMultistepScheduler, "
-                  f"{ours_steps} steps, 10 digits: median {statistics.median(times):.3f} s, "
-                  f"{comparisons['diffusers_over_ours']:.2f}x ours.")
-
-    comparisons["reading"] = reading_cost(pipeline, samplers[0], guidance_scale, max(repeats, 3) * 3)
+    print_table(cells, skipped, peak, budget)
+    compared = comparisons(pipeline, cells, samplers[0], guidance_scale, repeats)
 
     train_rate = training_images_per_s(pipeline)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"training: {train_rate:.0f} images/s (batch 128); peak memory of this process: {peak_rss_mb:.0f} MB RSS")
-
     results = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": sys.version.split()[0], "guidance_scale": guidance_scale,
                "matmul_peak_flops_per_s": peak, "forward_flops_per_image": flops_per_image, "cells": cells,
-               "skipped": skipped,
-               "comparisons": comparisons, "training_images_per_s": train_rate, "peak_rss_mb": peak_rss_mb}
+               "skipped": skipped, "comparisons": compared, "training_images_per_s": train_rate,
+               "peak_rss_mb": peak_rss_mb}
     with atomic_write(args.out) as tmp:
         tmp.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

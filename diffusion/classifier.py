@@ -86,7 +86,7 @@ def class_probabilities(model: Classifier, images: torch.Tensor) -> torch.Tensor
     """What the classifier reads images (N, 1, 28, 28) in [-1, 1] as: (N, 10) probabilities, on the CPU.
 
     Read from each denoising step's estimate of the clean image (Step.x0), it shows when the
-    digit's class is decided: early, while late steps only add detail (README, "When is the digit decided?").
+    digit's class is decided: early, while late steps only add detail (docs/results.md, "When is the digit decided?").
     """
     device = next(model.parameters()).device
     return model(images.to(device, torch.float32)).softmax(1).cpu()

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import Callable
 
 from .io import WeightsError
-from .pipeline import Pipeline, SettingError, pick_device
+from .pipeline import Pipeline, pick_device
+from .settings import SettingError
 
 DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then the CPU)"
 # The library's parameter names as the sweeping tools (evaluate, bench) spell them.
@@ -52,7 +53,7 @@ def check_sweep(parser: argparse.ArgumentParser, pipeline: Pipeline, samplers: l
     """Check every setting of a sweep before its long work starts, reporting a bad one by its flag."""
     with settings_as_flags(parser, SWEEP_FLAGS):
         for (sampler, steps), guidance_scale, interval in itertools.product(samplers, guidance_scales, guidance_intervals):
-            pipeline.validate([0], guidance_scale, seed, sampler, steps, guidance_interval=interval)
+            pipeline.settings([0], seed, guidance_scale, sampler, steps, guidance_interval=interval)
 
 
 def device(text: str) -> str:

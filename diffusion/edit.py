@@ -18,7 +18,6 @@ Both yield the pipeline's Steps, so streaming and GIFs work as for sampling.
 import math
 import os
 import warnings
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,8 +28,9 @@ from . import cli
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, load_classifier
 from .media import denoising_animation, enlarge, save_animation, save_png, to_uint8
-from .pipeline import DEFAULT_WEIGHTS, Pipeline, SettingError, is_number
-from .samplers import Step
+from .pipeline import DEFAULT_WEIGHTS, Pipeline
+from .samplers import Steps
+from .settings import SettingError, Settings, is_number
 
 IMAGE_SIZE = 28
 DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
@@ -46,7 +46,7 @@ WORK_SIDE = 1024  # px: larger pictures are reduced to this before their strokes
 # Draw's defaults: a drawing noised 70% of the way keeps its layout and comes out MNIST-like. It has
 # fewer steps left to become the digit asked for than a sample from noise, and stronger guidance
 # makes up for it: the worst of tests/edit_survey.py's four pens read as asked 97.4% at guidance
-# 1.5, 98.6% at 3 (README, "Draw a digit").
+# 1.5, 98.6% at 3 (docs/edits-and-morphs.md).
 DEFAULT_STRENGTH = 0.7
 DRAW_GUIDANCE_SCALE = 3.0
 
@@ -113,7 +113,7 @@ def stroke_width(amount: np.ndarray) -> float:
 def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
     """Strokes thinner than MNIST's THINNEST grown (a maximum over a square) towards MNIST's median
     width; `scale` is the picture's pixels per pixel of 28x28. Thick strokes are left as they are:
-    thinning them broke the narrow parts of 8s and 9s (README, "Draw a digit")."""
+    thinning them broke the narrow parts of 8s and 9s (docs/edits-and-morphs.md)."""
     width = stroke_width(amount) / scale
     growth = round((MNIST_STROKE_WIDTH - width) * scale / 2)  # pixels a side
     if width >= THINNEST or width == 0 or growth < 1:
@@ -174,35 +174,49 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     return model_input, torch.from_numpy(region(painted.astype(np.float32), box, IMAGE_SIZE) > 0.5)[None, None]
 
 
-def draw_timesteps(pipe: Pipeline, strength: float, steps: int | None = None) -> list[int]:
+def mask_from_layers(layers: list[Image.Image], size: tuple[int, int]) -> Image.Image:
+    """A mask (white where to fill in) from an image editor's brush layers: whatever is painted on
+    any of them (not transparent), at the picture's size."""
+    mask = Image.new("L", layers[0].size)
+    for layer in layers:
+        mask.paste(255, mask=layer.getchannel("A").point(lambda alpha: 255 * (alpha > 0)))
+    return mask.resize(size, Image.Resampling.NEAREST)
+
+
+def kept_pixels(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """What a repair keeps of pictures (N, 1, 28, 28): the part to fill in (masks True) blanked to black."""
+    return images.masked_fill(masks, -1)
+
+
+def draw_settings(pipe: Pipeline, digits: list[int], seed: int = 0, **options) -> Settings:
+    """Draw's settings: guidance DRAW_GUIDANCE_SCALE at every step (its strength and guidance were
+    chosen together, on measurement), unless options say otherwise; the rest as Pipeline.settings."""
+    defaults = {"guidance_scale": DRAW_GUIDANCE_SCALE, "guidance_interval": pipe.all_timesteps}
+    return pipe.settings(digits, seed, **defaults | {name: value for name, value in options.items() if value is not None})
+
+
+def draw_timesteps(pipe: Pipeline, strength: float, steps: int) -> list[int]:
     """Draw's timesteps: from t0 = strength (T - 1) down, strength x the sampler's steps (at least one).
     Raises SettingError for a strength out of range."""
     if not (is_number(strength) and math.isfinite(strength) and 0 < strength <= 1):
         raise SettingError("strength", "a number above 0 and at most 1", strength)
-    steps = pipe.settings(None, None, steps).steps
     start = round(strength * (pipe.schedule.num_timesteps - 1))
     return pipe.schedule.timesteps(min(start + 1, max(1, round(strength * steps))), start=start)
 
 
-@torch.inference_mode()
-def draw_steps(pipe: Pipeline, images: torch.Tensor, digits: list[int], strength: float = DEFAULT_STRENGTH,
-               seed: int = 0, guidance_scale: float = DRAW_GUIDANCE_SCALE, sampler: str | None = None,
-               steps: int | None = None) -> Iterator[Step]:
+def draw_steps(pipe: Pipeline, images: torch.Tensor, settings: Settings, strength: float = DEFAULT_STRENGTH) -> Steps:
     """SDEdit (Meng et al. 2022, Alg. 1): noise pictures (N, 1, 28, 28) in [-1, 1] part of the way,
-    to t0 = strength (T - 1) with q(x_t0 | x_0), then denoise them towards digits (one per
-    picture) from t0, over draw_timesteps. Strength near 0 tidies the strokes; at 1 the picture is
-    only a loose hint. Yields the pipeline's Steps."""
-    s = pipe.settings(guidance_scale, sampler, steps)
-    pipe.validate(digits, s.guidance_scale, seed, s.sampler, s.steps)
-    timesteps = draw_timesteps(pipe, strength, s.steps)  # checks the strength
-    if len(digits) != len(images):
-        raise ValueError(f"one digit per picture: got {len(digits)} digits for {len(images)} pictures")
-    generator = torch.Generator(pipe.device).manual_seed(seed)
+    to t0 = strength (T - 1) with q(x_t0 | x_0), then denoise them towards the settings' digits
+    (one per picture) from t0, over draw_timesteps. Strength near 0 tidies the strokes; at 1 the
+    picture is only a loose hint. Yields the pipeline's Steps."""
+    timesteps = draw_timesteps(pipe, strength, settings.steps)  # checks the strength
+    if len(settings.labels) != len(images):
+        raise ValueError(f"one digit per picture: got {len(settings.labels)} digits for {len(images)} pictures")
+    generator = torch.Generator(pipe.device).manual_seed(settings.seed)
     images = images.to(pipe.device)
     noise = torch.randn(images.shape, generator=generator, device=pipe.device)
     x = pipe.schedule.q_sample(images, torch.full((len(images),), timesteps[0], device=pipe.device), noise)
-    # Guided at every step: its strength and guidance were chosen together, on measurement.
-    yield from pipe.denoise(x, torch.tensor(digits), s.guidance_scale, s.sampler, timesteps, generator)
+    return pipe.denoise(x, settings.labels, settings, timesteps, generator)
 
 
 def check_mask(masks: torch.Tensor) -> None:
@@ -215,25 +229,20 @@ def check_mask(masks: torch.Tensor) -> None:
                            "a mask of the whole picture")
 
 
-@torch.inference_mode()
-def repair_steps(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, digits: list[int], seed: int = 0,
-                 guidance_scale: float | None = None, sampler: str | None = None,
-                 steps: int | None = None) -> Iterator[Step]:
+def repair_steps(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, settings: Settings) -> Steps:
     """Inpainting: the model fills in the masked part of pictures (N, 1, 28, 28) in [-1, 1] towards
-    digits, masks (N, 1, 28, 28) True where it fills in. It starts from pure noise, and at every
-    step it is told the kept pixels (samplers.with_known_pixels), so that it makes a whole digit
-    around them and they come out as they were. Yields the pipeline's Steps."""
-    s = pipe.settings(guidance_scale, sampler, steps)
-    pipe.validate(digits, s.guidance_scale, seed, s.sampler, s.steps)
-    if not (len(digits) == len(images) == len(masks)):
-        raise ValueError(f"one digit and mask per picture: got {len(digits)} digits and {len(masks)} masks "
+    the settings' digits, masks (N, 1, 28, 28) True where it fills in. It starts from pure noise,
+    and at every step it is told the kept pixels (samplers.with_known_pixels), so that it makes a
+    whole digit around them and they come out as they were. Yields the pipeline's Steps."""
+    if not (len(settings.labels) == len(images) == len(masks)):
+        raise ValueError(f"one digit and mask per picture: got {len(settings.labels)} digits and {len(masks)} masks "
                          f"for {len(images)} pictures")
     check_mask(masks)
-    generator = torch.Generator(pipe.device).manual_seed(seed)
+    generator = torch.Generator(pipe.device).manual_seed(settings.seed)
     x = pipe.starting_noise(len(images), generator)
     keep = ~masks.to(pipe.device)
-    yield from pipe.denoise(x, torch.tensor(digits), s.guidance_scale, s.sampler, pipe.timesteps(s.steps),
-                            generator, known=(images.to(pipe.device), keep), guidance_interval=s.guidance_interval)
+    return pipe.denoise(x, settings.labels, settings, pipe.timesteps(settings.steps), generator,
+                        known=(images.to(pipe.device), keep))
 
 
 def main() -> None:
@@ -269,13 +278,11 @@ def main() -> None:
     pipe = Pipeline.load(args.weights, device=args.device)
     with cli.settings_as_flags(p, {"digits": "--digit", "strength": "--strength", "seed": "--seed", "mask": "--mask"}):
         if args.operation == "draw":
-            steps = draw_steps(pipe, model_input, [digit], args.strength, args.seed)
-            num_steps = len(draw_timesteps(pipe, args.strength))
+            steps = draw_steps(pipe, model_input, draw_settings(pipe, [digit], args.seed), args.strength)
         else:
-            steps = repair_steps(pipe, model_input, mask, [digit], args.seed)
-            num_steps = pipe.sampling_config.steps
+            steps = repair_steps(pipe, model_input, mask, pipe.settings([digit], args.seed))
         frames = []
-        for step, step_frames in denoising_animation(steps, num_steps, 1, 1):
+        for step, step_frames in denoising_animation(steps):
             frames += step_frames
     save_png(enlarge(to_uint8(step.x)[0], 280), args.out)
     print(f"wrote {args.out}")

@@ -11,7 +11,7 @@ For each sampler x steps x guidance setting it reports, as JSON:
   samples and of the 10,000 MNIST test digits, beside frechet_floor, the same distance for as
   many real training digits (what a perfect model would score at this N);
 - evaluations_per_image: the network's image-evaluations per image, counted by a hook on the
-  network (bench.EvaluationCounter): two per image at a guided step, one elsewhere;
+  network (measure.EvaluationCounter): two per image at a guided step, one elsewhere;
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
 
     python -m diffusion.evaluate --when-decided --per-digit 100                    # no MNIST needed
@@ -30,38 +30,13 @@ from typing import Iterator
 import torch
 
 from . import cli
-from .bench import EvaluationCounter, time_generation
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, first_passing, load_classifier, predict
 from .data import default_data_dir, load_mnist, to_model_range
 from .io import atomic_write
+from .measure import EvaluationCounter, frechet_distance, time_generation
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to features (Heusel et al. 2017)."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    # Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a symmetric PSD matrix.
-    eigenvalues, eigenvectors = torch.linalg.eigh(cov_a)
-    sqrt_a = eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
-    trace_sqrt = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp(min=0).sqrt().sum()
-    return float(((mu_a - mu_b) ** 2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt)
-
-
-def confidence(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """How sure the classifier is, on average, that each image is its label (0 to 1)."""
-    return class_probabilities(classifier, images)[torch.arange(len(labels)), labels.cpu()].mean().item()
-
-
-def variety(classifier, images: torch.Tensor) -> float:
-    """How different samples are: the mean distance, over every pair, between their classifier
-    features (as the Fréchet distance compares them). 0: all the same. Pixel distance misleads
-    here: strong guidance thickens strokes, which adds pixel differences while the shapes grow alike."""
-    features = predict(classifier, images)[1].double()
-    pairs = torch.combinations(torch.arange(len(features)))
-    return (features[pairs[:, 0]] - features[pairs[:, 1]]).norm(dim=1).mean().item()
+from .settings import labels_of
 
 
 def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.Tensor:
@@ -73,7 +48,7 @@ def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.
 
 def batches(per_digit: int, batch_size: int, seed: int) -> Iterator[tuple[list[int], int]]:
     """per_digit samples of each digit, in batches of whole digits: (the batch's digits, its seed)."""
-    labels = Pipeline.labels(list(range(10)), per_digit)
+    labels = labels_of(range(10), per_digit)
     for first in range(0, len(labels), batch_size):
         yield sorted(set(labels[first:first + batch_size].tolist())), seed + first
 
@@ -84,22 +59,23 @@ def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, f
     """One row of the table: these settings (guidance_interval None: the recommended one) on
     per_digit samples of each digit."""
     digits = list(range(10))
-    labels = Pipeline.labels(digits, per_digit)
-    settings = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps,
-                "guidance_interval": pipeline.settings(None, None, None, guidance_interval).guidance_interval}
+    labels = labels_of(digits, per_digit)
+    options = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps, "guidance_interval": guidance_interval}
     with EvaluationCounter(pipeline.model) as counter:
-        images = torch.cat([pipeline.generate(batch_digits, **settings, seed=batch_seed, samples_per_digit=per_digit).cpu()
+        images = torch.cat([pipeline.generate(pipeline.settings(batch_digits, batch_seed, **options, samples_per_digit=per_digit)).cpu()
                             for batch_digits, batch_seed in batches(per_digit, batch_size, seed)])
     predicted, features = predict(classifier, images)
     correct = predicted == labels
+    ten_digits = pipeline.settings(digits, seed, **options)
     return {
-        **settings, "samples": len(labels), "evaluations_per_image": counter.images / len(images),
+        "guidance_scale": guidance_scale, "sampler": sampler, "steps": steps,
+        "guidance_interval": ten_digits.guidance_interval, "samples": len(labels),
+        "evaluations_per_image": counter.images / len(images),
         "accuracy": round(correct.float().mean().item(), 4),
         "per_digit_accuracy": {d: round(correct[labels == d].float().mean().item(), 4) for d in digits},
         "frechet_distance": round(frechet_distance(features, reference_features), 3),
         "frechet_floor": round(floor, 3),
-        "seconds_for_10_digits": round(statistics.median(time_generation(
-            pipeline, digits, 5 if steps <= 50 else 1, **settings, seed=seed)), 3),
+        "seconds_for_10_digits": round(statistics.median(time_generation(pipeline, ten_digits, 5 if steps <= 50 else 1)), 3),
         "device": str(pipeline.device),
     }
 
@@ -110,15 +86,14 @@ def when_decided(pipeline: Pipeline, classifier, sampler: str, steps: int, guida
     classifier reads as the requested digit with more than 50% (at guidance 0, which asks for no
     digit: as the digit the final image is read as, grouped by that digit). Samples as evaluate() does."""
     digits = list(range(10))
-    labels = Pipeline.labels(digits, per_digit)
+    labels = labels_of(digits, per_digit)
     decided, final = [], []
     for batch_digits, batch_seed in batches(per_digit, batch_size, seed):
-        readings = torch.stack([class_probabilities(classifier, step.x0) for step in pipeline.sample_steps(
-            batch_digits, guidance_scale=guidance_scale, sampler=sampler, steps=steps, seed=batch_seed,
-            samples_per_digit=per_digit)])
+        settings = pipeline.settings(batch_digits, batch_seed, guidance_scale, sampler, steps, per_digit)
+        readings = torch.stack([class_probabilities(classifier, step.x0) for step in pipeline.sample_steps(settings)])
         # Unconditional (guidance 0) asks for no digit: then the digit decided is the one it becomes.
         becomes = readings[-1].argmax(1)
-        decided += first_passing(readings, becomes if guidance_scale == 0 else Pipeline.labels(batch_digits, per_digit))
+        decided += first_passing(readings, becomes if guidance_scale == 0 else settings.labels)
         final += becomes.tolist()
     if guidance_scale == 0:
         labels = torch.tensor(final)

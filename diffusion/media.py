@@ -3,9 +3,8 @@ charts of what the classifier reads (SVG).
 
 The denoising animation, the same in the app and the CLI:
 
-    frames = [frame for step, new_frames in denoising_animation(pipe.sample_steps([3]), num_steps=6,
-                                                                num_digits=1, samples_per_digit=1)
-              for frame in new_frames]
+    steps = pipe.sample_steps(pipe.settings([3]))
+    frames = [frame for step, new_frames in denoising_animation(steps) for frame in new_frames]
     save_animation(frames, "three.gif")      # x_t above x0, paced so that a person can follow it
 """
 
@@ -13,14 +12,15 @@ import base64
 import io
 import math
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .classifier import first_passing
 from .io import atomic_write
-from .samplers import Step, ddim_path
+from .samplers import Step, Steps, ddim_path
 
 # How the animation plays: short runs get in-between frames up to MIN_FRAMES, long runs are
 # shown at MAX_FRAMES evenly spaced steps; at FPS that is 3 to 6 seconds of motion, then the
@@ -31,7 +31,7 @@ FPS = 16
 HOLD_FINAL_S = 1.5
 ANIMATION_SIZE = 480  # about, the longer side of the animation on the page, in whole-number upscales
 # ... and of the downloadable GIF: writing it at 480 px took a quarter of each request's work, which
-# every request does, wanted or not (README, "Serving many").
+# every request does, wanted or not (docs/serving.md).
 GIF_SIZE = 320
 # The GIF's pixels over all its frames: long runs of big grids show fewer steps (never fewer than
 # MIN_FRAMES frames), and batches of more than MAX_ANIMATED_PER_DIGIT samples per digit animate
@@ -90,7 +90,7 @@ def denoising_frames(samples: list[torch.Tensor], x0: torch.Tensor, num_digits: 
     return [np.concatenate([sample_grid(images, num_digits), bar, clean], axis=0) for images in noisy]
 
 
-def animation_samples(steps: Iterable[Step], num_steps: int, min_frames: int = MIN_FRAMES,
+def animation_samples(steps: Steps, min_frames: int = MIN_FRAMES,
                       max_frames: int = MAX_FRAMES) -> Iterator[tuple[Step, list[torch.Tensor]]]:
     """The samples an animation of the denoising shows: for each of the sampler's steps, as it
     comes (so a caller can stream), (step, the samples of its frames, often none).
@@ -101,6 +101,7 @@ def animation_samples(steps: Iterable[Step], num_steps: int, min_frames: int = M
     sqrt(alpha_bar), so they cost no model evaluations. A longer run is shown at up to
     max_frames evenly spaced steps.
     """
+    num_steps = len(steps)
     per_step = math.ceil(min_frames / num_steps) if num_steps < min_frames else 1
     shown = set(np.linspace(0, num_steps - 1, min(num_steps, max_frames)).round().astype(int).tolist())
     for step in steps:
@@ -120,8 +121,8 @@ def frame_budget(frame_shape: tuple[int, int]) -> int:
     return max(MIN_FRAMES, min(MAX_FRAMES, MAX_ANIMATION_PIXELS // (height * width * scale**2)))
 
 
-def denoising_animation(steps: Iterable[Step], num_steps: int, num_digits: int,
-                        samples_per_digit: int) -> Iterator[tuple[Step, list[np.ndarray]]]:
+def denoising_animation(steps: Steps, num_digits: int = 1,
+                        samples_per_digit: int = 1) -> Iterator[tuple[Step, list[np.ndarray]]]:
     """The denoising animation's frames (x_t above x0, 1 px per pixel), step by step as the
     sampler's steps come: (step, the frames it adds, often none). animation_samples picks the
     frames, within frame_budget; of big batches it shows the first MAX_ANIMATED_PER_DIGIT
@@ -130,7 +131,7 @@ def denoising_animation(steps: Iterable[Step], num_steps: int, num_digits: int,
     shown = [d * samples_per_digit + k for d in range(num_digits) for k in range(per_digit_shown)]
     blank = torch.zeros(len(shown), 1, 28, 28)
     max_frames = frame_budget(denoising_frames([blank], blank, num_digits)[0].shape)
-    for step, samples in animation_samples(steps, num_steps, MIN_FRAMES, max_frames):
+    for step, samples in animation_samples(steps, MIN_FRAMES, max_frames):
         yield step, denoising_frames([x[shown] for x in samples], step.x0[shown], num_digits)
 
 
@@ -198,6 +199,7 @@ def back_and_forth(frames: list[np.ndarray], hold: int = 4) -> list[np.ndarray]:
 # Lines and labels take the page's text colour (currentColor); the requested digit stands out.
 CHART_WIDTH, CHART_HEIGHT = 300, 150
 HIGHLIGHT = "#f97316"  # the requested digit: the app's primary colour
+HIGHLIGHT_RGB = (249, 115, 22)
 
 
 def probability_bars(probabilities: Sequence[float], digit: int) -> str:
@@ -254,3 +256,46 @@ def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequenc
                   f'fill="{HIGHLIGHT}">passes 50%</text>')
     return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-label="probability of each digit against the step">{axes}{"".join(lines)}{marker}</svg>')
+
+
+def reading_caption(probabilities: torch.Tensor, step_numbers: list[int], digit: int, passed: int | None,
+                    step: int, steps: int, finished: bool) -> str:
+    """What a panel of reading_panels says under its chart: how sure, and when the digit passed 50%."""
+    when = "not yet over 50%" if passed is None else f"passed 50% at step {step_numbers[passed]}"
+    if not finished:
+        return f"{digit}: {probabilities[-1, digit]:.0%}, {when}"
+    if passed is None:
+        when = f"not over 50% when stopped at step {step}" if step < steps else "never passed 50%"
+    return f"{digit}: {when} (of {steps} steps)"
+
+
+def reading_panels(step_numbers: list[int], probabilities: torch.Tensor, digits: list[int], step: int, steps: int,
+                   finished: bool, first_samples: bool = False) -> dict:
+    """What the classifier reads each digit's guess x0 as (probabilities (readings, digits, 10) at
+    step_numbers), as a heading and a panel per digit: while running (step of steps), its latest
+    probabilities as bars; once finished (or stopped), a chart of each class's probability
+    against the step, with the numbers themselves. The first step its digit passes 50% is marked.
+    first_samples: the digits' first samples of several."""
+    passed = first_passing(probabilities, torch.tensor(digits))
+    panels = []
+    for i, digit in enumerate(digits):
+        if finished:  # a stopped run's chart spans the steps made
+            svg = probability_chart(probabilities[:, i].tolist(), step_numbers, step, digit, passed[i])
+        else:
+            svg = probability_bars(probabilities[-1, i].tolist(), digit)
+        caption = reading_caption(probabilities[:, i], step_numbers, digit, passed[i], step, steps, finished)
+        panels.append({"svg": svg, "caption": caption})
+    of_which = " (the first sample of each digit)" if first_samples else ""
+    heading = ("What does the model think it is? The classifier's reading of x&#x302;<sub>0</sub>"
+               f"{' at each step' if finished else f', step {step_numbers[-1]} of {steps}'}{of_which}")
+    value = {"heading": heading, "panels": panels}
+    if finished:
+        value |= {"digits": digits, "steps": step_numbers, "probabilities": probabilities.tolist()}
+    return value
+
+
+def mask_overlay(model_input: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The model input (1, 1, 28, 28) as RGB, the part to fill in (mask) tinted with HIGHLIGHT."""
+    grey = np.repeat(to_uint8(model_input)[0][..., None], 3, axis=2).astype(np.float32)
+    tinted = 0.4 * grey + 0.6 * np.array(HIGHLIGHT_RGB, np.float32)
+    return np.where(mask[0, 0].numpy()[..., None], tinted, grey).astype(np.uint8)

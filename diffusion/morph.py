@@ -18,7 +18,6 @@ image the pipeline makes for the start's (or end's) digit and seed alone.
 """
 
 import math
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -27,8 +26,9 @@ from . import cli
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, load_classifier
 from .media import back_and_forth, grid, save_animation, save_png, to_uint8, upscale
-from .pipeline import DEFAULT_WEIGHTS, Pipeline, SettingError, is_integer, is_number
-from .samplers import Step, final_image
+from .pipeline import DEFAULT_WEIGHTS, Pipeline
+from .samplers import Steps, final_image
+from .settings import SettingError, Settings, is_integer, is_number
 
 DETERMINISTIC_SAMPLERS = ("dpmpp", "ddim")
 MIN_FRAMES, MAX_FRAMES = 3, 16  # a row: from its two ends and the middle, to a smooth walk
@@ -61,46 +61,51 @@ def morph_noise(pipe: Pipeline, seeds: tuple[int, int], points: list[float]) -> 
     return torch.cat([slerp(start, end, point) for point in points])
 
 
-def check(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],
-          guidance_scale: float, sampler: str, steps: int) -> None:
-    """SettingError, saying what is allowed, for a morph the pipeline cannot make."""
+def morph_ends(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], **options) -> tuple[Settings, Settings]:
+    """A morph's two ends, (digit, seed) each, as the Settings that make each alone (Pipeline.settings,
+    the same options for both; unset, the weights' recommended ones)."""
+    ends = []
     for digit, seed in (start, end):
-        if not (is_integer(digit) and 0 <= digit < pipe.model.config.num_classes):
-            raise SettingError("digit", f"an integer from 0 to {pipe.model.config.num_classes - 1}", digit)
-        pipe.validate([digit], guidance_scale, seed, sampler, steps)
-    if start == end:
-        raise SettingError("end", "a different digit or seed from the start", end)
-    if sampler not in DETERMINISTIC_SAMPLERS:
-        raise SettingError("sampler", f"a deterministic one ({', '.join(DETERMINISTIC_SAMPLERS)})", sampler)
+        try:
+            ends.append(pipe.settings([digit], seed, **options))
+        except SettingError as e:  # said of the one digit an end has
+            if e.name != "digits":
+                raise
+            raise SettingError("digit", f"an integer from 0 to {pipe.model.config.num_classes - 1}", digit) from None
+    return tuple(ends)
+
+
+def check(start: Settings, end: Settings, points: list[float]) -> None:
+    """SettingError, saying what is allowed, for a morph that cannot be made between these ends."""
+    if (start.digits, start.seed) == (end.digits, end.seed):
+        raise SettingError("end", "a different digit or seed from the start", (end.digits[0], end.seed))
+    if (start.sampler, start.steps, start.guidance_scale) != (end.sampler, end.steps, end.guidance_scale):
+        raise SettingError("end", "made with the start's sampler, steps and guidance", end)
+    if start.sampler not in DETERMINISTIC_SAMPLERS:
+        raise SettingError("sampler", f"a deterministic one ({', '.join(DETERMINISTIC_SAMPLERS)})", start.sampler)
     if not (isinstance(points, (list, tuple)) and points and
             all(is_number(p) and math.isfinite(p) and 0 <= p <= 1 for p in points)):
         raise SettingError("points", "a non-empty list of numbers from 0 to 1", points)
 
 
-@torch.inference_mode()
-def morph_steps(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],
-                guidance_scale: float | None = None, sampler: str | None = None,
-                steps: int | None = None) -> Iterator[Step]:
-    """The denoising of a morph's frames, one image per point, from start = (digit, seed) at 0
-    to end = (digit, seed) at 1; the last Step's x holds the frames. Unset options take the
-    weights' recommended settings."""
-    s = pipe.settings(guidance_scale, sampler, steps)
-    check(pipe, start, end, points, s.guidance_scale, s.sampler, s.steps)
-    (start_digit, start_seed), (end_digit, end_seed) = start, end
-    x = morph_noise(pipe, (start_seed, end_seed), points)
+def morph_steps(pipe: Pipeline, start: Settings, end: Settings, points: list[float]) -> Steps:
+    """The denoising of a morph's frames, one image per point, from the image that start's settings
+    make at 0 to end's at 1 (one digit each, made the same way: morph_ends); the last Step's x
+    holds the frames."""
+    check(start, end, points)
+    (start_digit,), (end_digit,) = start.digits, end.digits
+    x = morph_noise(pipe, (start.seed, end.seed), points)
     if start_digit == end_digit:
         labels, weights = torch.full((len(points),), start_digit), None
     else:
         labels = torch.tensor([[start_digit, end_digit]]).repeat(len(points), 1)
         weights = torch.tensor([[1 - point, point] for point in points])
-    yield from pipe.denoise(x, labels, s.guidance_scale, s.sampler, pipe.timesteps(s.steps), weights=weights,
-                            guidance_interval=s.guidance_interval)
+    return pipe.denoise(x, labels, start, pipe.timesteps(start.steps), weights=weights)
 
 
-def morph(pipe: Pipeline, start: tuple[int, int], end: tuple[int, int], points: list[float],
-          **settings) -> torch.Tensor:
-    """The morph's frames (N, C, H, W) in [-1, 1]; settings as morph_steps."""
-    return final_image(morph_steps(pipe, start, end, points, **settings))
+def morph(pipe: Pipeline, start: Settings, end: Settings, points: list[float]) -> torch.Tensor:
+    """The morph's frames (N, C, H, W) in [-1, 1]; as morph_steps."""
+    return final_image(morph_steps(pipe, start, end, points))
 
 
 def reading(probabilities: torch.Tensor) -> str:
@@ -130,8 +135,9 @@ def main() -> None:
     pipe = Pipeline.load(args.weights, device=args.device)
     with cli.settings_as_flags(p, {"frames": "--frames", "end": "--end", "guidance_scale": "--guidance",
                                    "steps": "--steps", "seed": "--start/--end (seed)", "digit": "--start/--end (digit)"}):
-        frames = morph(pipe, args.start, args.end, frame_points(args.frames), guidance_scale=args.guidance,
-                       sampler=args.sampler, steps=args.steps)
+        start, end = morph_ends(pipe, args.start, args.end, guidance_scale=args.guidance, sampler=args.sampler,
+                                steps=args.steps)
+        frames = morph(pipe, start, end, frame_points(args.frames))
     images = to_uint8(frames)
     print(f"the classifier reads the frames as: {reading(class_probabilities(load_classifier(CLASSIFIER_PATH), frames))}")
     if args.row:

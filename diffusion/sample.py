@@ -11,28 +11,30 @@ is decided: a row per image and step (image, digit, step, timestep, alpha_bar, p
 """
 
 import csv
-from typing import Iterable, Iterator
-
 import numpy as np
 
 from . import cli
 from .classifier import class_probabilities, load_classifier
 from .io import atomic_write
 from .media import MAX_ANIMATED_PER_DIGIT, denoising_animation, sample_grid, save_animation, save_png, to_uint8, upscale
-from .pipeline import DEFAULT_WEIGHTS, MAX_GUIDANCE_SCALE, Pipeline
-from .samplers import SAMPLERS, Step
+from .pipeline import DEFAULT_WEIGHTS, Pipeline
+from .settings import MAX_GUIDANCE_SCALE
+from .samplers import SAMPLERS, Steps
 
 # The library's parameter names, as this command spells them.
 FLAGS = {"digits": "--digits", "guidance_scale": "--guidance", "sampler": "--sampler", "steps": "--steps",
          "seed": "--seed", "samples_per_digit": "--per-digit", "guidance_interval": "--guidance-interval"}
 
 
-def read_along(steps: Iterable[Step], classifier, readings: list[tuple]) -> Iterator[Step]:
+def read_along(steps: Steps, classifier, readings: list[tuple]) -> Steps:
     """Pass the steps on, appending to readings each step's number, timestep, alpha_bar and the
     classifier's probabilities of its x0 (N, 10) (not the step itself: its tensors are big)."""
-    for step in steps:
-        readings.append((step.index + 1, step.timestep, step.alpha_bar, class_probabilities(classifier, step.x0)))
-        yield step
+    def reading(steps: Steps):
+        for step in steps:
+            readings.append((step.index + 1, step.timestep, step.alpha_bar, class_probabilities(classifier, step.x0)))
+            yield step
+
+    return Steps(reading(steps), len(steps))
 
 
 def save_readings(readings: list[tuple], labels: np.ndarray, path: str) -> None:
@@ -67,21 +69,19 @@ def main() -> None:
     args = p.parse_args()
 
     pipeline = Pipeline.load(args.weights, device=args.device)
-    steps = pipeline.sample_steps(args.digits, guidance_scale=args.guidance, sampler=args.sampler, steps=args.steps,
-                                  seed=args.seed, samples_per_digit=args.per_digit,
-                                  guidance_interval=cli.guidance_interval(pipeline, args.guidance_interval))
-    readings, frames = [], []
+    with cli.settings_as_flags(p, FLAGS):
+        settings = pipeline.settings(args.digits, args.seed, args.guidance, args.sampler, args.steps, args.per_digit,
+                                     cli.guidance_interval(pipeline, args.guidance_interval))
+    steps, readings, frames = pipeline.sample_steps(settings), [], []
     if args.probabilities:
         steps = read_along(steps, load_classifier(device=pipeline.device), readings)
-    with cli.settings_as_flags(p, FLAGS):
-        if args.gif:
-            num_steps = args.steps or pipeline.sampling_config.steps
-            for step, new_frames in denoising_animation(steps, num_steps, len(args.digits), args.per_digit):
-                frames += new_frames
-        else:
-            *_, step = steps
+    if args.gif:
+        for step, new_frames in denoising_animation(steps, len(args.digits), args.per_digit):
+            frames += new_frames
+    else:
+        *_, step = steps
     images = to_uint8(step.x)
-    labels = Pipeline.labels(args.digits, args.per_digit).numpy()
+    labels = settings.labels.numpy()
 
     with atomic_write(args.out) as tmp:
         with open(tmp, "wb") as f:

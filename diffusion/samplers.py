@@ -20,7 +20,7 @@ Predictions of the clean image are clipped to the data range [-1, 1].
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -40,7 +40,21 @@ class Step:
     alpha_bar_next: float  # ... and of x (1.0, clean, after the last step)
 
 
-def final_image(steps: Iterator[Step]) -> torch.Tensor:
+class Steps:
+    """A run's steps as they come, knowing how many there will be: what the pipeline, the edits
+    and the morph return, so that an animation or a progress count needs no count of its own."""
+
+    def __init__(self, steps: Iterator[Step], count: int):
+        self.steps, self.count = steps, count
+
+    def __iter__(self) -> Iterator[Step]:
+        return self.steps
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def final_image(steps: Iterable[Step]) -> torch.Tensor:
     """Run a sampler's steps (or an edit's, a morph's) to the end: the last Step's x, the final image."""
     for step in steps:
         pass
@@ -193,6 +207,7 @@ def dpmpp_2m(eps_fn: EpsFn, x: torch.Tensor, schedule: NoiseSchedule, timesteps:
 
 
 SAMPLERS = {"ddpm": ddpm, "ddim": ddim, "dpmpp": dpmpp_2m}
+SAMPLER_NAMES = {"dpmpp": "DPM-Solver++", "ddim": "DDIM", "ddpm": "DDPM"}  # as people know them
 
 # The step counts each sampler is meant for, (fewest, most, usual): the app's step slider
 # offers this range, and diffusion.bench measures the ends of it.

@@ -34,13 +34,13 @@ def fit_timesteps(pipe: Pipeline, settings: SamplingConfig, per_digit: int = 30,
     """The fitted timesteps for settings.steps steps (starting from settings.timesteps, or even
     spacing), and facts about the fit: the error before and after, the samples, the time taken."""
     started = time.perf_counter()
-    labels = Pipeline.labels(list(range(pipe.model.config.num_classes)), per_digit).to(pipe.device)
-    x_T = pipe.starting_noise(len(labels), torch.Generator(pipe.device).manual_seed(seed))
     low, high = settings.guidance_interval or pipe.all_timesteps
+    request = pipe.settings(list(range(pipe.model.config.num_classes)), seed, settings.guidance_scale, settings.sampler,
+                            settings.steps, per_digit, (low, high))
+    x_T = pipe.starting_noise(len(request.labels), torch.Generator(pipe.device).manual_seed(seed))
 
     def solve(timesteps: list[int]) -> torch.Tensor:
-        return final_image(pipe.denoise(x_T, labels, settings.guidance_scale, settings.sampler, timesteps,
-                                        guidance_interval=settings.guidance_interval))
+        return final_image(pipe.denoise(x_T, request.labels, request, timesteps))
 
     reference = solve(pipe.schedule.timesteps(reference_steps))
 
@@ -68,7 +68,7 @@ def fit_timesteps(pipe: Pipeline, settings: SamplingConfig, per_digit: int = 30,
                     if candidate_error < best:
                         timesteps, best, improved = candidate, candidate_error, True
                         log(f"move {move}: {timesteps}: error {best:.6f}")
-    facts = {"error_before": first_error, "error_after": best, "samples": len(labels), "seed": seed,
+    facts = {"error_before": first_error, "error_after": best, "samples": len(request.labels), "seed": seed,
              "reference_steps": reference_steps, "seconds": round(time.perf_counter() - started, 1)}
     return timesteps, facts
 
@@ -93,8 +93,9 @@ def main() -> None:
         p.error("--sampler must be deterministic (ddim or dpmpp): a fit needs the same path every time")
 
     pipe = Pipeline.load(args.weights, device=args.device)
-    settings = pipe.settings(args.guidance, args.sampler, args.steps or (args.start and len(args.start)),
-                             cli.guidance_interval(pipe, args.guidance_interval))
+    given = {"guidance_scale": args.guidance, "sampler": args.sampler, "steps": args.steps or (args.start and len(args.start)),
+             "guidance_interval": cli.guidance_interval(pipe, args.guidance_interval)}
+    settings = replace(pipe.sampling_config, **{name: value for name, value in given.items() if value is not None})
     if args.start:
         if len(args.start) != settings.steps or pipe.schedule.timesteps(settings.steps, fitted=args.start) != list(args.start):
             p.error(f"--start must be {settings.steps} distinct timesteps from {pipe.schedule.num_timesteps - 1} down")

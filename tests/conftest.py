@@ -28,12 +28,12 @@ TINY_UNET = UNetConfig(channels=(8, 16), embedding_dim=16, norm_groups=4)
 
 def library_image(pipe: Pipeline, digits: list[int], **settings) -> np.ndarray:
     """What the library gives for these settings, laid out and upscaled as the app's PNG."""
-    return media.enlarge(media.sample_grid(media.to_uint8(pipe.generate(digits, **settings)), len(digits)),
+    return media.enlarge(media.sample_grid(media.to_uint8(pipe.generate(pipe.settings(digits, **settings))), len(digits)),
                          media.ANIMATION_SIZE)
 
 
-def demo_of(blocks):
-    """The app.Demo whose handlers a built app (app.build_app) calls."""
+def generate_handlers(blocks):
+    """The Generate tab's handlers (webapp.generate.Generate, with the runs under way) in a built app."""
     return next(fn.fn.__self__ for fn in blocks.fns.values() if fn.api_name == "generate")
 
 

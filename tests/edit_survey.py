@@ -1,4 +1,4 @@
-"""The README's figures on drawing and repairing ("Draw a digit, and let the model finish it"),
+"""The figures on drawing and repairing in docs/edits-and-morphs.md,
 measured on the shipped weights with MNIST's test digits standing in for drawings.
 
     MNIST_ROOT=../shared/data python -m tests.edit_survey        # about 2 minutes on 2 CPU cores
@@ -19,7 +19,7 @@ from PIL import Image
 from diffusion import Pipeline
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import default_data_dir, load_mnist, to_model_range
-from diffusion.edit import draw_steps, repair_steps, to_model_input
+from diffusion.edit import draw_settings, draw_steps, repair_steps, to_model_input
 from diffusion.samplers import final_image
 
 PER_DIGIT = 50
@@ -86,7 +86,7 @@ def draw_results(pipe: Pipeline, images: torch.Tensor, labels: torch.Tensor, deg
     """The finished digits of the drawings made from images with a degradation (N, 1, 28, 28)."""
     generator = torch.Generator().manual_seed(seed)
     drawings = torch.cat([to_model_input(DEGRADATIONS[degradation](digit, generator))[0] for digit in images])
-    return torch.cat([final_image(draw_steps(pipe, drawings[i:i + BATCH], labels[i:i + BATCH].tolist(), seed=seed))
+    return torch.cat([final_image(draw_steps(pipe, drawings[i:i + BATCH], draw_settings(pipe, labels[i:i + BATCH].tolist(), seed)))
                       for i in range(0, len(drawings), BATCH)])
 
 
@@ -105,7 +105,7 @@ def repair_results(pipe: Pipeline, images: torch.Tensor, labels: torch.Tensor, h
     """(the digits with half masked and refilled, the masks), both (N, 1, 28, 28)."""
     originals, masks = to_model_range(images), half_masks(len(images), half)
     repaired = torch.cat([final_image(repair_steps(pipe, originals[i:i + BATCH], masks[i:i + BATCH],
-                                                labels[i:i + BATCH].tolist(), seed=seed))
+                                                pipe.settings(labels[i:i + BATCH].tolist(), seed)))
                           for i in range(0, len(originals), BATCH)])
     return repaired, masks
 

@@ -1,4 +1,4 @@
-"""The README's figures on the morphs ("The space between digits"), measured on the shipped weights.
+"""The figures on the morphs in docs/edits-and-morphs.md, measured on the shipped weights.
 
     python -m tests.morph_survey          # about 5 minutes on 2 CPU cores
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from diffusion import Pipeline
 from diffusion.classifier import class_probabilities, load_classifier
-from diffusion.morph import frame_points, morph, morph_noise
+from diffusion.morph import frame_points, morph, morph_ends, morph_noise
 
 SEED_PAIRS = [(100 + k, 200 + k) for k in range(3)]
 
@@ -31,7 +31,7 @@ def seed_walks(pipe: Pipeline) -> None:
     largest_steps, ends = [], []
     for digit in range(10):
         for seeds in SEED_PAIRS:
-            frames = grey_levels(morph(pipe, (digit, seeds[0]), (digit, seeds[1]), frame_points(16)))
+            frames = grey_levels(morph(pipe, *morph_ends(pipe, (digit, seeds[0]), (digit, seeds[1])), frame_points(16)))
             largest_steps.append((frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3)).max().item())
             ends.append((frames[-1] - frames[0]).abs().mean().item())
     print(f"  16 frames, largest mean grey-level step between neighbours: max {max(largest_steps):.1f}, "
@@ -47,7 +47,8 @@ def digit_walks(pipe: Pipeline) -> None:
             for end in range(10):
                 if start == end:
                     continue
-                read = class_probabilities(classifier, morph(pipe, (start, seed), (end, seed), points)).argmax(1).tolist()
+                frames = morph(pipe, *morph_ends(pipe, (start, seed), (end, seed)), points)
+                read = class_probabilities(classifier, frames).argmax(1).tolist()
                 if (read[0], read[-1]) == (start, end):
                     as_expected += 1
                     turns.append(points[read.index(end)])

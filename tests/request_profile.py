@@ -14,8 +14,9 @@ import http.client
 import time
 from collections import defaultdict
 
-import app
+import webapp
 from diffusion import Pipeline, batching, media
+from webapp.generate import Generate
 
 from .conftest import free_port
 from .load import generate
@@ -40,7 +41,7 @@ def timed(totals: dict, part: str, function):
 
 
 def timed_stream(totals: dict, generate_handler):
-    """Demo.generate, its time summed over each of its updates (Gradio pulls them one by one)."""
+    """Generate.generate, its time summed over each of its updates (Gradio pulls them one by one)."""
     @functools.wraps(generate_handler)
     def wrapper(*args, **kwargs):
         updates = generate_handler(*args, **kwargs)
@@ -64,9 +65,9 @@ def main() -> None:
     for part, functions in PARTS.items():
         for owner, name in functions:
             setattr(owner, name, timed(totals, part, getattr(owner, name)))
-    app.Demo.generate = timed_stream(totals, app.Demo.generate)
+    Generate.generate = timed_stream(totals, Generate.generate)
 
-    blocks = app.build_app(Pipeline.load(device="cpu", shared=True))
+    blocks = webapp.build_app(Pipeline.load(device="cpu", shared=True))
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

@@ -17,12 +17,21 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-import app
+import webapp
 from diffusion import edit, media, morph
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 
-from .conftest import ROOT, demo_of, free_port, library_image, record_labels, rows_of, run_script, wait_until
+from webapp.draw import Draw
+from webapp.editing import AS_READ, CANVAS_SIZE, Editing
+from webapp.forward import Forward
+from webapp.generate import Generate, seed_for, step_slider
+from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DIGIT, Guidance
+from webapp.morph import Morph
+from webapp.repair import Repair
+from webapp.shared import Context
+
+from .conftest import ROOT, generate_handlers, free_port, library_image, record_labels, rows_of, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 
 
@@ -38,9 +47,19 @@ class FakeClock:
         return self.now
 
 
+class Tabs:
+    """Each tab's handlers over one Context, as build_app makes them."""
+
+    def __init__(self, pipe, output_dir, clock):
+        context = Context(pipe, output_dir, clock)
+        editing = Editing(context)
+        self.generate, self.guidance, self.morph = Generate(context), Guidance(context), Morph(context)
+        self.forward, self.draw, self.repair = Forward(context), Draw(editing), Repair(editing)
+
+
 @pytest.fixture
-def demo(shipped_pipeline, tmp_path) -> app.Demo:
-    return app.Demo(shipped_pipeline, tmp_path, clock=FakeClock(tick=1.0))  # a second a reading: every step previewed
+def tabs(shipped_pipeline, tmp_path) -> Tabs:
+    return Tabs(shipped_pipeline, tmp_path, clock=FakeClock(tick=1.0))  # a second a reading: every step previewed
 
 
 def decode(data_url: str) -> np.ndarray:
@@ -52,9 +71,9 @@ def top_half(frame: np.ndarray) -> np.ndarray:
     return frame[: (frame.shape[0] - 4) // 2]
 
 
-def test_generate_previews_while_computing_then_plays_the_whole_process(demo, shipped_pipeline):
+def test_generate_previews_while_computing_then_plays_the_whole_process(tabs, shipped_pipeline):
     settings = {"guidance_scale": 2.0, "sampler": "ddim", "steps": 8, "seed": 11, "samples_per_digit": 2}
-    updates = list(demo.generate("4", 2.0, "ddim", 8, 11, 2))
+    updates = list(tabs.generate.generate("4", 2.0, "ddim", 8, 11, 2))
 
     # A preview after each step but the last (this clock says a second passed), then the result.
     assert len(updates) == 7 + 1
@@ -79,27 +98,27 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(demo, sh
     np.testing.assert_array_equal(gif, np.stack([upscale(frame, scale) for frame in animation]))
     assert picture["width"] == animation.shape[2] * media.crisp_scale(animation[0].shape, media.ANIMATION_SIZE)
     assert Path(gif_path).name == "mnist-digit-4_ddim-8-steps_guidance-2_seed-11_x2.gif"
-    assert seed == 11 and not demo.runs, "a finished run is forgotten"
+    assert seed == 11 and not tabs.generate.runs, "a finished run is forgotten"
     for setting in ("Digit 4", "DDIM", "8 steps", "guidance 2", "seed 11", "2 samples per digit", "made in"):
         assert setting in status
 
 
-def test_random_seed_is_shown_and_reproduces_the_result(demo):
-    *_, (_, status, _, png, seed, _) = demo.generate("all ten", 1.5, "dpmpp", 3, None, 1)
+def test_random_seed_is_shown_and_reproduces_the_result(tabs):
+    *_, (_, status, _, png, seed, _) = tabs.generate.generate("all ten", 1.5, "dpmpp", 3, None, 1)
     assert isinstance(seed, int) and f"seed {seed} " in status
-    *_, (_, _, _, again, same_seed, _) = demo.generate("all ten", 1.5, "dpmpp", 3, seed, 1)
+    *_, (_, _, _, again, same_seed, _) = tabs.generate.generate("all ten", 1.5, "dpmpp", 3, seed, 1)
     assert same_seed == seed
     np.testing.assert_array_equal(iio.imread(again), iio.imread(png))
     # The seed box shows only while random is off, starting at the picture's seed; hidden, it
     # is empty, so that each run picks a seed.
-    assert app.seed_box(False, seed).visible is True and app.seed_box(False, seed).value == seed
-    assert app.seed_box(False, None).value == 0  # before any picture
-    assert app.seed_box(True, seed).visible is False and app.seed_box(True, seed).value is None
+    assert seed_for(False, seed).visible is True and seed_for(False, seed).value == seed
+    assert seed_for(False, None).value == 0  # before any picture
+    assert seed_for(True, seed).visible is False and seed_for(True, seed).value is None
 
 
 def test_the_preview_keeps_its_pace_and_the_animation_its_length_on_long_runs(tiny_pipeline, tmp_path):
     # Two clock readings a step, 1/64 s each: 4 steps pass 0.1 s, so a preview every 4th step.
-    updates = list(app.Demo(tiny_pipeline, tmp_path, clock=FakeClock()).generate("1", 1.5, "ddpm", 100, 0, 1))
+    updates = list(Generate(Context(tiny_pipeline, tmp_path, FakeClock())).generate("1", 1.5, "ddpm", 100, 0, 1))
     previews = [update[1] for update in updates[:-1]]
     assert previews == [f"Step {i} of 100 · {(2 * i - 1) / 64:.1f} s" for i in range(1, 100, 4)]
     animation = decode(updates[-1][0]["src"])
@@ -108,32 +127,32 @@ def test_the_preview_keeps_its_pace_and_the_animation_its_length_on_long_runs(ti
     assert len(gif) == len(animation)
 
 
-def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo, shipped_pipeline):
+def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(tabs, shipped_pipeline):
     page, other_page = gr.Request(session_hash="page"), gr.Request(session_hash="other page")
-    demo.start(page)
-    updates = demo.generate("7", 1.5, "ddpm", 1000, 3, 1, page)
+    tabs.generate.start(page)
+    updates = tabs.generate.generate("7", 1.5, "ddpm", 1000, 3, 1, page)
     for _ in range(5):
         next(updates)
-    demo.stop(other_page)  # another page's Stop stops nothing here
+    tabs.generate.stop(other_page)  # another page's Stop stops nothing here
     next(updates)
-    demo.stop(page)
+    tabs.generate.stop(page)
     *rest, (picture, status, gif_path, png_path, _, readings) = list(updates)
     assert not rest, "no more previews once Stop is pressed"
-    assert status.startswith("Stopped at step 7 of 1000") and not demo.runs
+    assert status.startswith("Stopped at step 7 of 1000") and not tabs.generate.runs
     # x_T, the first step (the animation shows every 10th of 1000), and where it stopped.
     animation = decode(picture["src"])
     assert len(animation) == 3 and len(iio.imread(gif_path, index=None)) == len(animation)
-    steps = shipped_pipeline.sample_steps([7], guidance_scale=1.5, sampler="ddpm", steps=1000, seed=3)
+    steps = shipped_pipeline.sample_steps(shipped_pipeline.settings([7], guidance_scale=1.5, sampler="ddpm", steps=1000, seed=3))
     seventh = next(step for step in steps if step.index == 6)
     np.testing.assert_array_equal(top_half(animation[-1]), sample_grid(to_uint8(seventh.x), 1))
     assert Path(gif_path).name.endswith("_stopped-at-step-7.gif")
     assert readings["steps"] == [1], "the chart shows the steps read before Stop: here the first of every 10th"
     assert readings["panels"][0]["caption"] == "7: not over 50% when stopped at step 7 (of 1000 steps)"
 
-    demo.start(page)
-    demo.stop(page)  # pressed while the request waited for its turn: no model work at all
-    [(_, status, *_)] = list(demo.generate("7", 1.5, "ddim", 50, 3, 1, page))
-    assert status == "Stopped before it started." and not demo.runs
+    tabs.generate.start(page)
+    tabs.generate.stop(page)  # pressed while the request waited for its turn: no model work at all
+    [(_, status, *_)] = list(tabs.generate.generate("7", 1.5, "ddim", 50, 3, 1, page))
+    assert status == "Stopped before it started." and not tabs.generate.runs
 
 
 @pytest.mark.parametrize(("digit", "guidance_scale", "sampler", "steps", "samples_per_digit", "message"), [
@@ -145,17 +164,17 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(demo,
     ("3", 1.5, "dpmpp", 10, 9, "samples per digit go from 1 to 8"),
     ("all ten", 1.5, "ddpm", 1000, 8, "80,000 image-steps"),
 ])
-def test_bad_settings_raise_a_clear_error(demo, digit, guidance_scale, sampler, steps, samples_per_digit, message):
+def test_bad_settings_raise_a_clear_error(tabs, digit, guidance_scale, sampler, steps, samples_per_digit, message):
     with pytest.raises(gr.Error, match=message):
-        next(demo.generate(digit, guidance_scale, sampler, steps, 0, samples_per_digit))
+        next(tabs.generate.generate(digit, guidance_scale, sampler, steps, 0, samples_per_digit))
 
 
-def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipeline):
-    updates = list(demo.compare_guidance("2", 5))
-    assert [len(rows) for rows in updates] == list(range(1, len(app.GUIDANCE_SCALES_COMPARED) + 1))
+def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipeline):
+    updates = list(tabs.guidance.compare_guidance("2", 5))
+    assert [len(rows) for rows in updates] == list(range(1, len(GUIDANCE_SCALES_COMPARED) + 1))
     rows = updates[-1]
     labels = [row["label"] for row in rows]
-    assert [label.split(" · ")[0] for label in labels] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
+    assert [label.split(" · ")[0] for label in labels] == [f"guidance {w:g}" for w in GUIDANCE_SCALES_COMPARED]
     # Each row says how surely its samples are read as the digit, and how varied they are.
     read_as_asked = [float(re.search(r"read as asked: ([\d.]+)%", label)[1]) for label in labels]
     varieties = [float(re.search(r"variety (\d+)", label)[1]) for label in labels]
@@ -163,19 +182,19 @@ def test_compare_guidance_streams_a_labelled_row_per_scale(demo, shipped_pipelin
     assert varieties[0] > 1.5 * max(varieties[2:])
     pictures = [decode(row["src"]) for row in rows]
     assert len({picture.tobytes() for picture in pictures}) == len(pictures), "each scale should look different"
-    expected = sample_grid(to_uint8(shipped_pipeline.generate(
-        [2], guidance_scale=1.5, seed=5, samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT,
-        guidance_interval=shipped_pipeline.all_timesteps)), 1)
-    np.testing.assert_array_equal(pictures[app.GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
-    all_ten_rows = list(demo.compare_guidance("all ten", 5))[-1]
+    expected = sample_grid(to_uint8(shipped_pipeline.generate(shipped_pipeline.settings(
+        [2], guidance_scale=1.5, seed=5, samples_per_digit=SAMPLES_COMPARED_OF_ONE_DIGIT,
+        guidance_interval=shipped_pipeline.all_timesteps))), 1)
+    np.testing.assert_array_equal(pictures[GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
+    all_ten_rows = list(tabs.guidance.compare_guidance("all ten", 5))[-1]
     [all_ten] = {decode(row["src"]).shape for row in all_ten_rows}
     assert all_ten == (32, 10 * 30 + 2), "all ten: a row of ten digits per scale"
     assert all("read as asked" in row["label"] and "variety" not in row["label"] for row in all_ten_rows)
 
 
-def test_forward_process_noises_in_closed_form_and_estimates_back(demo):
+def test_forward_process_noises_in_closed_form_and_estimates_back(tabs):
     def pictures(timestep):
-        figures, details = demo.forward_process("8", timestep, 3)
+        figures, details = tabs.forward.forward_process("8", timestep, 3)
         assert [f["label"][:3] for f in figures] == ["x_0", "x_t", "the"] and f"t = {timestep}" in details
         return [decode(f["src"]).astype(int) for f in figures]
 
@@ -191,12 +210,12 @@ def test_forward_process_noises_in_closed_form_and_estimates_back(demo):
 def test_no_page_holds_a_connection_that_would_delay_shutdown(shipped_pipeline):
     # With a gr.State, every page and API client holds a heartbeat stream open, and the server
     # took 5 s to exit after SIGTERM instead of a fraction of one (the container test prints it).
-    assert app.build_app(shipped_pipeline).get_config_file()["connect_heartbeat"] is False
+    assert webapp.build_app(shipped_pipeline).get_config_file()["connect_heartbeat"] is False
 
 
 def test_step_slider_fits_the_sampler(shipped_pipeline):
-    assert app.step_slider("ddpm", shipped_pipeline).maximum == 1000
-    dpmpp = app.step_slider("dpmpp", shipped_pipeline)
+    assert step_slider("ddpm", shipped_pipeline).maximum == 1000
+    dpmpp = step_slider("dpmpp", shipped_pipeline)
     assert (dpmpp.minimum, dpmpp.maximum, dpmpp.value) == (1, 50, shipped_pipeline.sampling_config.steps)
 
 
@@ -278,13 +297,13 @@ def test_the_api_describes_its_settings_and_results(served_app):
 def test_the_compare_and_forward_apis_answer_and_refuse_bad_input_clearly(served_app, shipped_pipeline):
     client = Client(served_app, verbose=False)
     rows = client.predict(digit="3", seed=4, api_name="/compare_guidance")  # the last update: every row
-    assert [row["label"].split(" · ")[0] for row in rows] == [f"guidance {w:g}" for w in app.GUIDANCE_SCALES_COMPARED]
-    at_one = shipped_pipeline.generate([3], guidance_scale=1.0, seed=4, guidance_interval=shipped_pipeline.all_timesteps,
-                                       samples_per_digit=app.SAMPLES_COMPARED_OF_ONE_DIGIT)
+    assert [row["label"].split(" · ")[0] for row in rows] == [f"guidance {w:g}" for w in GUIDANCE_SCALES_COMPARED]
+    at_one = shipped_pipeline.generate(shipped_pipeline.settings([3], guidance_scale=1.0, seed=4, guidance_interval=shipped_pipeline.all_timesteps,
+                                       samples_per_digit=SAMPLES_COMPARED_OF_ONE_DIGIT))
     np.testing.assert_array_equal(decode(rows[1]["src"]), sample_grid(to_uint8(at_one), 1))
 
     figures, details = client.predict(digit="3", timestep=999, seed=0, api_name="/forward_process")
-    clean = to_uint8(shipped_pipeline.generate([3], seed=0))
+    clean = to_uint8(shipped_pipeline.generate(shipped_pipeline.settings([3], seed=0)))
     np.testing.assert_array_equal(decode(figures[0]["src"]), sample_grid(clean, 1))
     assert [figure["label"][:3] for figure in figures] == ["x_0", "x_t", "the"] and details.startswith("t = 999: ")
 
@@ -326,7 +345,7 @@ def test_the_morph_api_refuses_bad_input_clearly_and_serves_on(served_app, shipp
     with pytest.raises(Exception, match="point must be a number from 0 to 1, not 2"):
         client.predict(**ends, point=2, api_name="/morph_point")
     figures, readings = client.predict(**ends, point=0.0, api_name="/morph_point")
-    expected = to_uint8(shipped_pipeline.generate([3], seed=1))[0]
+    expected = to_uint8(shipped_pipeline.generate(shipped_pipeline.settings([3], seed=1)))[0]
     np.testing.assert_array_equal(decode(figures[0]["src"]), expected)
     assert abs(sum(readings["probabilities"]) - 1) < 1e-4
     figures, reading, gif_path = client.predict(**ends, frames=3, api_name="/morph")
@@ -341,19 +360,19 @@ def test_the_morph_api_refuses_bad_input_clearly_and_serves_on(served_app, shipp
     (("3", 1, "3", 2, 40), "frames must be an integer from 3 to 16, not 40"),
     (("3", 1, "3", 2, "x"), "frames must be an integer from 3 to 16, not 'x'"),
 ])
-def test_bad_morph_settings_say_what_is_allowed(demo, inputs, message):
+def test_bad_morph_settings_say_what_is_allowed(tabs, inputs, message):
     with pytest.raises(gr.Error, match=re.escape(message)):
-        next(demo.morph(*inputs))
+        next(tabs.morph.morph(*inputs))
 
 
-def test_bad_morph_points_say_what_is_allowed(demo):
+def test_bad_morph_points_say_what_is_allowed(tabs):
     for point in (-0.1, 1.5, float("nan"), "half", None):
         with pytest.raises(gr.Error, match=re.escape(f"point must be a number from 0 to 1, not {point!r}")):
-            demo.morph_point("3", 1, "8", 1, point)
+            tabs.morph.morph_point("3", 1, "8", 1, point)
 
 
-def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(demo):
-    updates = list(demo.generate("all ten", 1.5, "ddim", 8, 3, 2))
+def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(tabs):
+    updates = list(tabs.generate.generate("all ten", 1.5, "ddim", 8, 3, 2))
     bars = updates[0][5]
     assert len(bars["panels"]) == 10 and "step 1 of 8" in bars["heading"]
     assert "the first sample of each digit" in bars["heading"]
@@ -371,14 +390,14 @@ def test_generate_shows_what_the_classifier_reads_live_then_a_chart_per_digit(de
         assert re.fullmatch(rf"{digit}: passed 50% at step \d \(of 8 steps\)", panel["caption"]), panel["caption"]
 
 
-def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_pipeline):
-    updates = list(demo.morph("3", 0, "8", 0, 5))
+def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(tabs, shipped_pipeline):
+    updates = list(tabs.morph.morph("3", 0, "8", 0, 5))
     steps = shipped_pipeline.sampling_config.steps
     assert [update[1] for update in updates[:-1]] == [f"Step {i} of {steps}" for i in range(1, steps + 1)]
     figures, reading, gif_path = updates[-1]
     assert reading.startswith("The classifier reads the frames as: 3 ") and " 8 (in brackets" in reading
     looping, row = figures
-    frames = to_uint8(morph.morph(shipped_pipeline, (3, 0), (8, 0), morph.frame_points(5)))
+    frames = to_uint8(morph.morph(shipped_pipeline, *morph.morph_ends(shipped_pipeline, (3, 0), (8, 0)), morph.frame_points(5)))
     np.testing.assert_array_equal(decode(row["src"]), media.grid(frames, columns=5))
     # There and back: 0 1 2 3 4 3 2 1, the ends held (a GIF keeps a repeated frame as one, held longer).
     there_and_back = decode(looping["src"])
@@ -387,7 +406,7 @@ def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_
     scale = media.crisp_scale(frames[0].shape, media.GIF_SIZE)
     np.testing.assert_array_equal(gif[0], upscale(frames[0], scale))
     assert Path(gif_path).name == "mnist-morph_3-seed-0_to_8-seed-0_5-frames.gif"
-    [at_end], readings = demo.morph_point("3", 0, "8", 0, 1.0)
+    [at_end], readings = tabs.morph.morph_point("3", 0, "8", 0, 1.0)
     np.testing.assert_array_equal(decode(at_end["src"]), frames[-1])
     assert readings["panels"][0]["caption"].startswith("8: ")
 
@@ -395,19 +414,19 @@ def test_morph_streams_the_row_then_loops_it_and_reads_each_frame(demo, shipped_
 @pytest.fixture
 def small_queue_app(shipped_pipeline):
     """The app in this process running one request at a time, with room for one waiting; the labels
-    of each forward pass are recorded (a request's digit marks its rows), and its Demo is at hand."""
+    of each forward pass are recorded (a request's digit marks its rows), and its Generate handlers are at hand."""
     passes, hook = record_labels(shipped_pipeline.model)
-    blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
+    blocks = webapp.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     passes.clear()  # building the app made the Repair tab's first digit
-    yield f"http://127.0.0.1:{port}/", demo_of(blocks), passes
+    yield f"http://127.0.0.1:{port}/", generate_handlers(blocks), passes
     blocks.close()
     hook.remove()
 
 
 def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
-    url, demo, passes = small_queue_app
+    url, generating, passes = small_queue_app
     running = Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, 0, 1, api_name="/generate")
     wait_until(lambda: rows_of(passes, 3) > 0, "the first request sampling")
     waiting = Client(url, verbose=False).submit("5", 1.5, "dpmpp", 10, 0, 1, api_name="/generate")
@@ -418,7 +437,7 @@ def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
 
     running.cancel()
     waiting.result(timeout=120)  # the waiting request runs once the first is stopped
-    wait_until(lambda: not demo.runs, "the server closing both runs")
+    wait_until(lambda: not generating.runs, "the server closing both runs")
     stopped_at = rows_of(passes, 3)
     assert 1 <= stopped_at < 1000, f"the 1000-step run was stopped before its end ({stopped_at} steps)"
     assert rows_of(passes, 5) == 10, "the waiting request made its 10 steps"
@@ -554,18 +573,18 @@ def test_a_photo_turned_by_its_exif_tag_is_drawn_upright(served_app, tmp_path):
     np.testing.assert_array_equal(iio.imread(turned_png), iio.imread(png))
 
 
-def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(demo, tmp_path):
+def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(tabs, tmp_path):
     with pytest.raises(gr.Error, match="the canvas is empty: draw a digit first"):
-        next(demo.draw_on_canvas({"background": None, "layers": [], "composite": None}, app.AS_READ, 0.7, 0))
-    editor = demo.repair_start("3", 0)
+        next(tabs.draw.draw_on_canvas({"background": None, "layers": [], "composite": None}, AS_READ, 0.7, 0))
+    editor = tabs.repair.repair_start("3", 0)
     with pytest.raises(gr.Error, match="there is no picture to repair"):
-        next(demo.repair_in_editor(None, app.AS_READ, 0))
-    assert editor["background"].shape == (app.CANVAS_SIZE, app.CANVAS_SIZE) and not editor["layers"]
+        next(tabs.repair.repair_in_editor(None, AS_READ, 0))
+    assert editor["background"].shape == (CANVAS_SIZE, CANVAS_SIZE) and not editor["layers"]
     with pytest.raises(gr.Error, match="finish a drawing in the Draw tab first"):
-        demo.repair_from_file(None)
+        tabs.repair.repair_from_file(None)
     picture = tmp_path / "digit.png"
     Image.fromarray(editor["background"]).save(picture)
-    unpainted = demo.repair_from_file({"path": str(picture)})
+    unpainted = tabs.repair.repair_from_file({"path": str(picture)})
     assert unpainted == {"background": str(picture), "layers": [], "composite": None}
     with pytest.raises(gr.Error, match="paint over the part of the digit to fill in, then press Repair"):
-        next(demo.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, app.AS_READ, 0))
+        next(tabs.repair.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, AS_READ, 0))

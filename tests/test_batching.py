@@ -57,7 +57,7 @@ def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeli
     for i, (digits, settings) in enumerate(REQUESTS):
         calls = []
         hook = shipped_pipeline.model.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
-        alone[i] = shipped_pipeline.generate(digits, **settings)
+        alone[i] = shipped_pipeline.generate(shipped_pipeline.settings(digits, **settings))
         hook.remove()
         first_calls.append(calls[0])
         passes_alone += len(calls)
@@ -66,7 +66,7 @@ def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeli
     shared.denoiser.model = recording
     try:
         with ThreadPoolExecutor(len(REQUESTS)) as pool:
-            together = dict(enumerate(pool.map(lambda request: shared.generate(request[0], **request[1]), REQUESTS)))
+            together = dict(enumerate(pool.map(lambda request: shared.generate(shared.settings(request[0], **request[1])), REQUESTS)))
     finally:
         shared.denoiser.close()
     for i, (digits, settings) in enumerate(REQUESTS):

@@ -30,12 +30,12 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-import app
+import webapp
 from diffusion import Pipeline
 
 from .conftest import free_port, wait_until
 
-pytestmark = pytest.mark.slow  # needs Chromium: see the README's "Test"
+pytestmark = pytest.mark.slow  # needs Chromium: see docs/testing.md
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 README_VIEWS = {"desktop": "app.png", "phone": "app-phone.png"}
@@ -124,9 +124,9 @@ def gated_app(shipped_pipeline):
     gate = Gate()
     pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
     hook = shipped_pipeline.model.register_forward_pre_hook(gate)
-    blocks = app.build_app(pipe)
+    blocks = webapp.build_app(pipe)
     port = free_port()
-    blocks.launch(server_port=port, prevent_thread_lock=True, **app.LAUNCH_OPTIONS)
+    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
     try:
         yield f"http://127.0.0.1:{port}/", gate
     finally:
@@ -374,9 +374,9 @@ def test_a_full_app_says_busy_and_generate_works_again(browser, shipped_pipeline
     from gradio_client import Client
     from playwright.sync_api import expect
 
-    blocks = app.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
+    blocks = webapp.build_app(shipped_pipeline, max_runs_at_once=1, max_queue_size=1)
     port = free_port()
-    blocks.launch(server_port=port, prevent_thread_lock=True, **app.LAUNCH_OPTIONS)
+    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
     url = f"http://127.0.0.1:{port}/"
     jobs = [Client(url, verbose=False).submit("3", 1.5, "ddpm", 1000, seed, 1, api_name="/generate") for seed in (1, 2)]
     page = browser.new_page(viewport=VIEWPORTS[viewport])

@@ -26,7 +26,7 @@ from diffusion.classifier import load_classifier, predict
 
 from .conftest import ROOT, free_port, wait_until
 
-pytestmark = pytest.mark.slow  # needs a container engine and minutes: see the README's "Test"
+pytestmark = pytest.mark.slow  # needs a container engine and minutes: see docs/testing.md
 PREPARE = ROOT.parent / "shared" / "container" / "prepare.sh"
 IMAGE = "mnist-diffusion:smoke-test"
 

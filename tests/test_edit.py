@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from diffusion import SettingError
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import load_mnist, to_model_range
-from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_steps, open_picture, repair_steps,
+from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_settings, draw_steps, open_picture, repair_steps,
                             stroke_width, to_model_input)
 
 from . import edit_survey
@@ -148,29 +148,29 @@ def test_an_upload_of_any_size_and_mode_is_read_and_reduced(tmp_path):
 def test_draw_tidies_at_low_strength_and_follows_the_class_at_high(shipped_pipeline):
     classifier = load_classifier()
     drawn, _ = to_model_input(three_drawn_in_a_corner())
-    steps = list(draw_steps(shipped_pipeline, drawn, [3], strength=0.5, seed=0))
+    steps = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [3]), strength=0.5))
     half = round(0.5 * shipped_pipeline.sampling_config.steps)
     assert [step.timestep for step in steps] == shipped_pipeline.schedule.timesteps(half, start=500), \
         "half of the default steps, evenly from t = 500"
     tidied = steps[-1].x
     assert (tidied - drawn).abs().mean() < 0.1 and class_probabilities(classifier, tidied).argmax() == 3
-    eight = list(draw_steps(shipped_pipeline, drawn, [8], strength=0.8, seed=0))[-1].x
+    eight = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [8]), strength=0.8))[-1].x
     assert class_probabilities(classifier, eight).argmax() == 8, "at high strength the class asked for wins"
-    again = list(draw_steps(shipped_pipeline, drawn, [8], strength=0.8, seed=0))[-1].x
+    again = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [8]), strength=0.8))[-1].x
     assert torch.equal(eight, again), "the same seed, the same edit"
 
 
 @pytest.mark.parametrize("strength", [0, -0.5, 1.5, float("nan"), "strong"])
 def test_a_strength_out_of_range_says_what_is_allowed(tiny_pipeline, strength):
     with pytest.raises(SettingError, match="strength must be a number above 0 and at most 1"):
-        next(draw_steps(tiny_pipeline, torch.zeros(1, 1, 28, 28), [3], strength))
+        draw_steps(tiny_pipeline, torch.zeros(1, 1, 28, 28), draw_settings(tiny_pipeline, [3]), strength)
 
 
 @pytest.mark.parametrize("sampler", ["dpmpp", "ddim", "ddpm"])
 def test_repair_keeps_the_kept_pixels_with_every_sampler(tiny_pipeline, sampler):
     images = torch.rand(2, 1, 28, 28) * 2 - 1
     masks = edit_survey.half_masks(2, "bottom")
-    steps = list(repair_steps(tiny_pipeline, images, masks, [3, 5], seed=1, sampler=sampler, steps=5))
+    steps = list(repair_steps(tiny_pipeline, images, masks, tiny_pipeline.settings([3, 5], seed=1, sampler=sampler, steps=5)))
     assert len(steps) == 5
     kept_change = ((steps[-1].x - images).abs() * 127.5)[~masks]
     assert kept_change.max() <= 1, "kept pixels within one grey level"
@@ -182,7 +182,7 @@ def test_repair_keeps_the_kept_pixels_with_every_sampler(tiny_pipeline, sampler)
 def test_a_mask_of_nothing_or_everything_says_so(tiny_pipeline, covered, message):
     masks = torch.full((1, 1, 28, 28), bool(covered))
     with pytest.raises(SettingError, match=message):
-        next(repair_steps(tiny_pipeline, torch.zeros(1, 1, 28, 28), masks, [3]))
+        repair_steps(tiny_pipeline, torch.zeros(1, 1, 28, 28), masks, tiny_pipeline.settings([3]))
 
 
 @pytest.mark.slow  # needs MNIST

@@ -18,11 +18,12 @@ import torch
 from gradio_client import Client
 from safetensors.torch import save_file
 
-import app
-from diffusion import Pipeline
+import webapp
+from diffusion import Pipeline, media
+from webapp.generate import Generate
 
-from .conftest import (ROOT, SHIPPED_WEIGHTS, demo_of, free_port, library_image, record_labels, rows_of, run_script,
-                       wait_until)
+from .conftest import (ROOT, SHIPPED_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of,
+                       run_script, wait_until)
 
 GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
@@ -106,29 +107,29 @@ def test_damaged_weights_stop_start_up_with_one_clear_line(tmp_path, damage):
 def in_process_app(shipped_pipeline):
     """The app in this process, sharing forward passes as `python app.py` does. Each forward pass's
     labels are recorded (a request's digit marks its rows; 10, the null label, an unguided row),
-    so that a test can tell whose work goes on and whose stops; and its Demo, whose `runs` holds
-    each request's run until its generator is closed."""
+    so that a test can tell whose work goes on and whose stops; and its Generate handlers, whose
+    `runs` holds each request's run until its generator is closed."""
     threads = torch.get_num_threads()
     pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
     passes, hook = record_labels(shipped_pipeline.model)
-    blocks = app.build_app(pipe)
+    blocks = webapp.build_app(pipe)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     passes.clear()  # building the app made the Repair tab's first digit, a 3
-    yield f"http://127.0.0.1:{port}/", demo_of(blocks), passes
+    yield f"http://127.0.0.1:{port}/", generate_handlers(blocks), passes
     blocks.close()
     hook.remove()
     pipe.denoiser.close()
     torch.set_num_threads(threads)
 
 
-def wait_until_closed(demo: app.Demo, session: str) -> None:
+def wait_until_closed(generating: Generate, session: str) -> None:
     """Wait until the server has closed the request's generator: it can make no further step."""
-    wait_until(lambda: session not in demo.runs, "the server closing the run of a browser that had left")
+    wait_until(lambda: session not in generating.runs, "the server closing the run of a browser that had left")
 
 
 def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
-    url, demo, passes = in_process_app
+    url, generating, passes = in_process_app
     with httpx.Client(base_url=url, timeout=30) as http:
         session = join_queue(http, "generate", {**GOOD, "sampler": "ddpm", "steps": 1000})
         for message in events(http, session):  # read until the first streamed frame arrives, then leave
@@ -139,7 +140,7 @@ def test_a_browser_that_leaves_mid_generation_stops_the_work(in_process_app):
             pytest.fail("the stream ended without a frame")
     started = rows_of(passes, 3)
     assert started >= 1, "the run had started: a frame streams after its first step"
-    wait_until_closed(demo, session)
+    wait_until_closed(generating, session)
     made = rows_of(passes, 3)
     assert started <= made < 1000, f"the 1000-step run should stop when the browser leaves, not run on ({made} steps)"
     assert Client(url, verbose=False).predict(**GOOD, api_name="/generate")[2].endswith(".gif")
@@ -151,7 +152,7 @@ def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_
     """Whether their calls land in one forward pass or take turns depends on timing (tests/test_batching.py
     holds a pass to make them share); either way, one request's leaving must not touch the other.
     Their digits tell their rows apart, in shared passes too."""
-    url, demo, passes = in_process_app
+    url, generating, passes = in_process_app
     leaving = {**GOOD, "guidance_scale": 1.0, "sampler": "ddpm", "steps": 1000}  # a 3, one row a step
     staying = {**GOOD, "digit": "7", "sampler": "ddim", "steps": 250, "seed": 5}  # a 7
     with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=url, timeout=30) as http:
@@ -161,7 +162,7 @@ def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_
         stays = pool.submit(generate_raw, url, staying)
         wait_until(lambda: rows_of(passes, 7) > 0, "the staying request sampling")
         stream.close()  # the browser leaves
-        wait_until_closed(demo, session)
+        wait_until_closed(generating, session)
         left_at = rows_of(passes, 3)
         final = stays.result(timeout=600)
     assert final["success"], final
@@ -178,7 +179,7 @@ def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monk
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(app.media, "save_gif", disk_full)
+    monkeypatch.setattr(media, "save_gif", disk_full)
     with pytest.raises(Exception, match="could not be saved for download .No space left on device.*out of disk space"):
         Client(url, verbose=False).predict(**GOOD, api_name="/generate")
     monkeypatch.undo()
@@ -192,7 +193,7 @@ def test_a_morph_that_cannot_be_saved_is_a_clear_error_and_the_app_serves_on(in_
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(app.media, "save_animation", disk_full)
+    monkeypatch.setattr(media, "save_animation", disk_full)
     with pytest.raises(Exception, match=re.escape("the morph was made but could not be saved for download "
                                                   "(No space left on device)")):
         Client(url, verbose=False).predict(**ends, api_name="/morph")
@@ -206,7 +207,7 @@ def test_old_downloads_are_deleted(shipped_pipeline, monkeypatch):
     from gradio import route_utils
 
     ttl = 3600
-    blocks = app.build_app(shipped_pipeline, cache_ttl_s=ttl)
+    blocks = webapp.build_app(shipped_pipeline, cache_ttl_s=ttl)
     assert blocks.delete_cache == (600, ttl), "swept every 10 minutes, deleting what is older than the TTL"
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)

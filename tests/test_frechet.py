@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diffusion.evaluate import frechet_distance
+from diffusion.measure import frechet_distance
 
 
 def test_frechet_distance_of_gaussians():

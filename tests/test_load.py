@@ -7,7 +7,7 @@ import pytest
 
 from .conftest import run_script
 
-pytestmark = pytest.mark.slow  # a fresh server and 410 requests: see the README's "Test"
+pytestmark = pytest.mark.slow  # a fresh server and 410 requests: see docs/testing.md
 
 
 def test_every_user_gets_their_own_result_or_is_told_to_retry(capsys):

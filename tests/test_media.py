@@ -19,7 +19,7 @@ from diffusion.media import (
     to_uint8,
     upscale,
 )
-from diffusion.samplers import ddim_path
+from diffusion.samplers import Steps, ddim_path
 
 
 def test_to_uint8_maps_the_model_range_to_bytes():
@@ -113,7 +113,7 @@ def test_ddim_path_runs_from_the_steps_input_to_its_ddim_result():
                                                            ("ddpm", 1000, 101)])
 def test_the_animation_starts_at_the_noise_ends_at_the_image_and_fills_short_runs(sampler, steps, frames):
     trajectory, x_T, _ = oracle_steps(sampler, steps)
-    pairs = list(animation_samples(trajectory, steps))
+    pairs = list(animation_samples(Steps(trajectory, steps)))
     assert [step.index for step, _ in pairs] == list(range(steps)), "one entry per step, as the steps come"
     samples = [x for _, xs in pairs for x in xs]
     assert len(samples) == frames

@@ -7,7 +7,7 @@ import torch
 
 from diffusion import SettingError, classifier_free_guidance
 from diffusion.classifier import class_probabilities, load_classifier
-from diffusion.morph import MAX_FRAMES, frame_points, morph, morph_noise, morph_steps, slerp
+from diffusion.morph import MAX_FRAMES, frame_points, morph, morph_ends, morph_noise, morph_steps, slerp
 
 PIXELS = 28 * 28
 # The norm of N(0, I) in 784 dimensions: sqrt(784) = 28 give or take 1/sqrt(2) (one standard deviation).
@@ -39,9 +39,9 @@ def test_a_walk_between_seeds_starts_and_ends_at_their_images_and_moves_smoothly
         points = frame_points(MAX_FRAMES)
         noise = morph_noise(shipped_pipeline, seeds, points)
         assert all(abs(n - GAUSSIAN_NORM) < 3 * NORM_SD for n in noise.flatten(1).norm(dim=1).tolist())
-        frames = morph(shipped_pipeline, (digit, seeds[0]), (digit, seeds[1]), points)
-        assert torch.equal(frames[0], shipped_pipeline.generate([digit], seed=seeds[0])[0])
-        assert torch.equal(frames[-1], shipped_pipeline.generate([digit], seed=seeds[1])[0])
+        frames = morph(shipped_pipeline, *morph_ends(shipped_pipeline, (digit, seeds[0]), (digit, seeds[1])), points)
+        assert torch.equal(frames[0], shipped_pipeline.generate(shipped_pipeline.settings([digit], seed=seeds[0]))[0])
+        assert torch.equal(frames[-1], shipped_pipeline.generate(shipped_pipeline.settings([digit], seed=seeds[1]))[0])
         pixels = grey_levels(frames)
         neighbours = (pixels[1:] - pixels[:-1]).abs().mean(dim=(1, 2, 3))
         ends = (pixels[-1] - pixels[0]).abs().mean()
@@ -52,9 +52,9 @@ def test_a_walk_between_seeds_starts_and_ends_at_their_images_and_moves_smoothly
 def test_a_walk_between_digits_is_read_as_the_first_digit_then_the_second(shipped_pipeline):
     classifier = load_classifier()
     for start, end in ((3, 8), (1, 7), (0, 6)):
-        frames = morph(shipped_pipeline, (start, 0), (end, 0), frame_points(5))
-        assert torch.equal(frames[0], shipped_pipeline.generate([start], seed=0)[0])
-        assert torch.equal(frames[-1], shipped_pipeline.generate([end], seed=0)[0])
+        frames = morph(shipped_pipeline, *morph_ends(shipped_pipeline, (start, 0), (end, 0)), frame_points(5))
+        assert torch.equal(frames[0], shipped_pipeline.generate(shipped_pipeline.settings([start], seed=0))[0])
+        assert torch.equal(frames[-1], shipped_pipeline.generate(shipped_pipeline.settings([end], seed=0))[0])
         read = class_probabilities(classifier, frames).argmax(1).tolist()
         assert (read[0], read[-1]) == (start, end), f"{start} to {end} read as {read}"
 
@@ -79,7 +79,7 @@ def test_guidance_towards_a_mix_of_one_class_is_plain_guidance(shipped_pipeline)
 ])
 def test_a_morph_the_pipeline_cannot_make_says_what_is_allowed(tiny_pipeline, start, end, points, settings, message):
     with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(")", r"\)").replace("^", r"\^")):
-        next(morph_steps(tiny_pipeline, start, end, points, **settings))
+        next(iter(morph_steps(tiny_pipeline, *morph_ends(tiny_pipeline, start, end, **settings), points)))
 
 
 def test_frame_counts_are_checked():

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from diffusion import Pipeline, SamplingConfig, SettingError, UNetConfig, WeightsError, best_device, pick_device
-from diffusion.bench import EvaluationCounter
+from diffusion.measure import EvaluationCounter
+from diffusion.settings import labels_of
 from diffusion.classifier import load_classifier, predict
 from diffusion.io import load_safetensors, save_safetensors
 from diffusion.pipeline import save_weights
@@ -26,7 +27,7 @@ def test_weights_round_trip_with_metadata(tmp_path, tiny_pipeline):
     assert loaded.metadata["training"] == training
     for name, tensor in tiny_pipeline.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
-    assert torch.allclose(loaded.generate([1, 2], seed=5), tiny_pipeline.generate([1, 2], seed=5), atol=1e-5)
+    assert torch.allclose(loaded.generate(loaded.settings([1, 2], seed=5)), tiny_pipeline.generate(tiny_pipeline.settings([1, 2], seed=5)), atol=1e-5)
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "readable as any file written by open() would be"
@@ -49,9 +50,9 @@ def test_the_recommended_guidance_interval_is_what_sample_steps_uses_unless_told
     # Four steps at t = 99, 74, 49, 24: only 49 lies in 40-70, so one guided step of four.
     for interval, evaluations in [(None, 5), ((0, 99), 8), (pipe.all_timesteps, 8), ((80, 99), 5), ((0, 30), 5)]:
         with EvaluationCounter(pipe.model) as counter:
-            images = pipe.generate([1, 2], seed=3, guidance_interval=interval)
+            images = pipe.generate(pipe.settings([1, 2], seed=3, guidance_interval=interval))
         assert counter.images == evaluations * len(images), interval
-    assert torch.equal(pipe.generate([1, 2], seed=3), pipe.generate([1, 2], seed=3, guidance_interval=(40, 70)))
+    assert torch.equal(pipe.generate(pipe.settings([1, 2], seed=3)), pipe.generate(pipe.settings([1, 2], seed=3, guidance_interval=(40, 70))))
 
 
 def test_shipped_weights_carry_their_story(shipped_pipeline):
@@ -62,24 +63,24 @@ def test_shipped_weights_carry_their_story(shipped_pipeline):
 
 
 def test_shipped_weights_draw_the_digits_asked_for(shipped_pipeline):
-    images = shipped_pipeline.generate(list(range(10)), samples_per_digit=3, seed=0)
+    images = shipped_pipeline.generate(shipped_pipeline.settings(list(range(10)), samples_per_digit=3, seed=0))
     predicted, _ = predict(load_classifier(), images)
-    labels = Pipeline.labels(list(range(10)), 3)
+    labels = labels_of(range(10), 3)
     assert (predicted == labels).float().mean() >= 0.9, (predicted, labels)
 
 
 def test_same_seed_same_images_other_seed_other_images(tiny_pipeline):
-    a = tiny_pipeline.generate([3, 7], seed=1, samples_per_digit=2)
+    a = tiny_pipeline.generate(tiny_pipeline.settings([3, 7], seed=1, samples_per_digit=2))
     assert a.shape == (4, 1, 28, 28)
-    assert torch.equal(a, tiny_pipeline.generate([3, 7], seed=1, samples_per_digit=2))
-    assert not torch.equal(a, tiny_pipeline.generate([3, 7], seed=2, samples_per_digit=2))
+    assert torch.equal(a, tiny_pipeline.generate(tiny_pipeline.settings([3, 7], seed=1, samples_per_digit=2)))
+    assert not torch.equal(a, tiny_pipeline.generate(tiny_pipeline.settings([3, 7], seed=2, samples_per_digit=2)))
 
 
 def test_sample_steps_streams_every_step(tiny_pipeline):
-    steps = list(tiny_pipeline.sample_steps([4], steps=6, sampler="ddim"))
+    steps = list(tiny_pipeline.sample_steps(tiny_pipeline.settings([4], steps=6, sampler="ddim")))
     assert len(steps) == 6 and steps[0].timestep == 99
     assert steps[0].x.is_inference() and torch.is_grad_enabled()  # inference mode inside, the caller's state kept
-    assert torch.equal(steps[-1].x, tiny_pipeline.generate([4], steps=6, sampler="ddim"))
+    assert torch.equal(steps[-1].x, tiny_pipeline.generate(tiny_pipeline.settings([4], steps=6, sampler="ddim")))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -95,7 +96,7 @@ def test_sample_steps_streams_every_step(tiny_pipeline):
 def test_bad_requests_get_clear_errors_naming_the_setting(tiny_pipeline, options, message):
     options = {"digits": [1], **options}
     with pytest.raises(SettingError, match=f"^{message} must be ") as refused:
-        tiny_pipeline.generate(options.pop("digits"), **options)
+        tiny_pipeline.settings(options.pop("digits"), **options)
     assert refused.value.name == message  # so that a CLI can name its own flag
 
 
@@ -146,6 +147,6 @@ def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, tiny_pipeline):
 
 def test_the_untrained_model_is_told_apart_by_the_classifier(tiny_pipeline):
     """The classifier is a judge that can fail: noise from an untrained model is not read as the digits asked for."""
-    images = tiny_pipeline.generate(list(range(10)), samples_per_digit=3, seed=0)
+    images = tiny_pipeline.generate(tiny_pipeline.settings(list(range(10)), samples_per_digit=3, seed=0))
     predicted, _ = predict(load_classifier(), images)
-    assert (predicted == Pipeline.labels(list(range(10)), 3)).float().mean() < 0.5
+    assert (predicted == labels_of(range(10), 3)).float().mean() < 0.5

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diffusion import SAMPLERS, NoiseSchedule, Pipeline, SamplingConfig, ScheduleConfig, UNet
-from diffusion.pipeline import MAX_GUIDANCE_SCALE, MAX_SEED
+from diffusion.settings import MAX_GUIDANCE_SCALE, MAX_SEED
 
 from .conftest import TINY_UNET
 
@@ -28,19 +28,19 @@ anything = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.lists(st.
        steps=st.one_of(st.integers(-3, T + 3), anything),
        seed=st.one_of(st.integers(-3, 2**64), anything),
        samples_per_digit=st.one_of(st.integers(-2, 5), anything))
-def test_validate_accepts_exactly_the_valid_settings(digits, guidance_scale, sampler, steps, seed, samples_per_digit):
+def test_settings_accept_exactly_the_valid_ones(digits, guidance_scale, sampler, steps, seed, samples_per_digit):
     def integer(value):
         return type(value) is int
 
     valid = (isinstance(digits, list) and len(digits) > 0 and all(integer(d) and 0 <= d <= 9 for d in digits)
-             and type(guidance_scale) in (int, float) and math.isfinite(guidance_scale)
-             and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE
-             and (sampler is None or isinstance(sampler, str) and sampler in SAMPLERS)  # None: not checked
+             and (guidance_scale is None or type(guidance_scale) in (int, float) and math.isfinite(guidance_scale)
+                  and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE)  # None: the weights' recommendation
+             and (sampler is None or isinstance(sampler, str) and sampler in SAMPLERS)
              and (steps is None or integer(steps) and 1 <= steps <= T)
              and integer(seed) and 0 <= seed <= MAX_SEED
              and integer(samples_per_digit) and samples_per_digit >= 1)
     try:
-        PIPE.validate(digits, guidance_scale, seed, sampler, steps, samples_per_digit)
+        PIPE.settings(digits, seed, guidance_scale, sampler, steps, samples_per_digit)
         accepted = True
     except ValueError as e:
         accepted = False
@@ -54,7 +54,7 @@ def test_validate_accepts_exactly_the_valid_settings(digits, guidance_scale, sam
 def test_samplers_keep_their_promises(sampler, steps, digits, samples_per_digit, guidance_scale, seed):
     options = {"guidance_scale": guidance_scale, "sampler": sampler, "steps": steps, "seed": seed,
                "samples_per_digit": samples_per_digit}
-    stream = list(PIPE.sample_steps(digits, **options))
+    stream = list(PIPE.sample_steps(PIPE.settings(digits, **options)))
 
     assert [step.index for step in stream] == list(range(steps))
     timesteps = [step.timestep for step in stream]
@@ -66,4 +66,4 @@ def test_samplers_keep_their_promises(sampler, steps, digits, samples_per_digit,
         assert step.x0.abs().max() <= 1  # clean-image estimates stay in the data range
     final = stream[-1].x
     assert final.abs().max() <= 1, "the final image lies in [-1, 1]"
-    assert torch.equal(final, PIPE.generate(digits, **options)), "the same seed and settings give the same images"
+    assert torch.equal(final, PIPE.generate(PIPE.settings(digits, **options))), "the same seed and settings give the same images"

@@ -7,7 +7,7 @@ import torch
 
 from diffusion import media
 from diffusion.classifier import class_probabilities, first_passing, load_classifier
-from diffusion.evaluate import confidence, variety
+from diffusion.measure import confidence, variety
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -19,7 +19,7 @@ def parse_svg(text: str) -> ElementTree.Element:
 def test_each_steps_reading_is_a_distribution_and_the_last_agrees_with_the_final_image(shipped_pipeline):
     classifier = load_classifier()
     for sampler, steps in (("dpmpp", 6), ("ddim", 12), ("ddpm", 20)):
-        steps_made = list(shipped_pipeline.sample_steps([2, 5, 8], sampler=sampler, steps=steps, seed=4))
+        steps_made = list(shipped_pipeline.sample_steps(shipped_pipeline.settings([2, 5, 8], sampler=sampler, steps=steps, seed=4)))
         readings = torch.stack([class_probabilities(classifier, step.x0) for step in steps_made])
         assert readings.shape == (steps, 3, 10)
         assert torch.isfinite(readings).all() and (readings >= 0).all()
@@ -72,10 +72,10 @@ def test_stronger_guidance_reads_surer_and_less_varied(shipped_pipeline):
     labels = torch.full((6,), 3)
     measures = {}
     for guidance_scale in (0.0, 1.5, 5.0):
-        images = shipped_pipeline.generate([3], guidance_scale=guidance_scale, seed=0, samples_per_digit=6,
-                                           guidance_interval=shipped_pipeline.all_timesteps)
+        images = shipped_pipeline.generate(shipped_pipeline.settings([3], guidance_scale=guidance_scale, seed=0, samples_per_digit=6,
+                                           guidance_interval=shipped_pipeline.all_timesteps))
         measures[guidance_scale] = confidence(classifier, images, labels), variety(classifier, images)
     assert measures[0.0][0] < 0.5 < 0.95 < measures[1.5][0] <= measures[5.0][0] + 0.01
     assert measures[0.0][1] > 1.5 * measures[1.5][1] and measures[0.0][1] > 1.5 * measures[5.0][1]
-    same = shipped_pipeline.generate([3], seed=0).repeat(4, 1, 1, 1)
+    same = shipped_pipeline.generate(shipped_pipeline.settings([3], seed=0)).repeat(4, 1, 1, 1)
     assert variety(classifier, same) == 0.0

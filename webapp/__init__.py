@@ -1,0 +1,64 @@
+"""The web demo's page: one module per tab (its layout and its handlers, which only turn widget
+values into library calls and back), and shared.py for what they all use.
+
+    app = build_app(Pipeline.load(shared=True))
+    app.launch(**LAUNCH_OPTIONS)
+"""
+
+import time
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from diffusion import Pipeline, edit
+
+from . import draw, forward, generate, guidance, morph, repair
+from .editing import Editing
+from .shared import CSS, Context
+
+# Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
+# MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
+# (docs/serving.md); beyond, Gradio answers at once that the app is busy, to try again.
+MAX_RUNS_AT_ONCE = 32
+MAX_QUEUE_SIZE = 64
+CACHE_TTL_S = 3600  # how long generated files stay downloadable
+
+# How the server is launched: by app.py, and by the tests that serve the app in their own process.
+LAUNCH_OPTIONS = {
+    "css": CSS,
+    "footer_links": ["api"],
+    "quiet": True,  # Gradio's banner would suggest share=True, a public link this demo does not offer
+    "max_file_size": edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
+    "max_threads": MAX_RUNS_AT_ONCE + 40,  # threads for the runs, and to spare
+}
+
+
+def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queue_size: int = MAX_QUEUE_SIZE,
+              cache_ttl_s: int = CACHE_TTL_S, clock=time.perf_counter) -> gr.Blocks:
+    # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
+    delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
+    with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
+        context = Context(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
+        gr.Markdown("# Watch a digit emerge from noise\nA class-conditional diffusion model trained on MNIST. "
+                    "Pick a digit and a guidance strength, press **Generate**, and watch the model denoise.")
+        # "wrap": on a phone every tab keeps its visible label, instead of hiding in a "..." menu.
+        with gr.Tabs(overflow_behavior="wrap"):
+            with gr.Tab("Generate"):
+                sampler, steps = generate.build(context)
+            with gr.Tab("How guidance works"):
+                guidance.build(context)
+            with gr.Tab("Morph"):
+                morph.build(context)
+            with gr.Tab("Draw"):
+                drawn = draw.build(context)
+            with gr.Tab("Repair"):
+                repair.build(context, drawn)
+            forward.build(context)
+        app.load(partial(generate.step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
+                 api_visibility="private")
+        editing = Editing(context)
+        gr.api(editing.api_draw, api_name="draw", concurrency_id="model")
+        gr.api(editing.api_repair, api_name="repair", concurrency_id="model")
+    app.queue(max_size=max_queue_size, default_concurrency_limit=max_runs_at_once)
+    return app

@@ -1,0 +1,115 @@
+"""What the Draw and Repair tabs share: an edit streamed to the page, its outputs, and the API's
+/draw and /repair, which take picture files."""
+
+import gradio as gr
+from gradio import FileData
+from PIL import Image
+
+from diffusion import edit, media
+from diffusion.classifier import class_probabilities
+
+from .shared import (DIGIT_CHOICES, FIGURE_SIZE, FIGURES_TEMPLATE, Context, digits_of, errors_shown_on_the_page,
+                     figure, picture, picture_template, uploaded)
+
+CANVAS_SIZE = 280  # px: the drawing canvas, and the repair's picture (a 28x28 digit at 10x)
+BRUSH_SIZE = 18  # px on the canvas: about MNIST's stroke width at that scale
+AS_READ = "the one it looks like"  # the edit's digit choice: the one the classifier reads in the picture
+EDIT_DIGIT_CHOICES = [AS_READ] + DIGIT_CHOICES[:-1]
+
+
+class Editing:
+    """An edit's handlers: Draw (no mask: SDEdit) or Repair (fill in the mask), from the page or the API."""
+
+    def __init__(self, context: Context):
+        self.context = context
+
+    def run_edit(self, image: Image.Image, mask: Image.Image | None, digit: str, strength: float, seed: int):
+        """Stream (figures, picture, status, GIF path, PNG path, details): each step, with the 28x28
+        input the model gets (and the mask over it), then the denoising as a looping animation, and
+        in the details the digit made, the digit the picture was read as and the result's class
+        probabilities."""
+        pipe, classifier, clock = self.context.pipe, self.context.classifier, self.context.clock
+        with errors_shown_on_the_page():
+            model_input, mask = edit.to_model_input(image, mask)
+        read_as = int(class_probabilities(classifier, model_input).argmax())
+        digits = [read_as] if digit == AS_READ else digits_of(digit, all_ten=False)
+        figures = self.input_figures(model_input, mask, read_as)
+        with errors_shown_on_the_page():
+            if mask is None:
+                steps = edit.draw_steps(pipe, model_input, edit.draw_settings(pipe, digits, seed), strength)
+            else:
+                steps = edit.repair_steps(pipe, model_input, mask, pipe.settings(digits, seed))
+            frames, started = [], clock()
+            for step, step_frames in media.denoising_animation(steps):
+                frames += step_frames
+                status = f"Step {step.index + 1} of {len(steps)} · {clock() - started:.1f} s"
+                yield figures, picture(frames[-1:], status), status, None, None, None
+        name = f"mnist-{'draw' if mask is None else 'repair'}_digit-{digits[0]}" \
+               f"{f'_strength-{strength:g}' if mask is None else ''}_seed-{seed}"
+        gif_path, png_path = self.context.save_downloads(name, frames, media.to_uint8(step.x)[0])
+        final_reading = class_probabilities(classifier, step.x)[0]
+        status = (f"{'Finished' if mask is None else 'Repaired'} as a {digits[0]} in {clock() - started:.2f} s; "
+                  f"the classifier reads it as a {int(final_reading.argmax())} ({final_reading.max():.0%} sure)")
+        details = {"digit": digits[0], "picture_read_as": read_as, "probabilities": final_reading.tolist()}
+        yield figures, picture(frames, f"the denoising of your {'drawing' if mask is None else 'repair'}"), status, \
+            gif_path, png_path, details
+
+    @staticmethod
+    def input_figures(model_input, mask, read_as: int) -> list[dict]:
+        """What the model gets: the 28x28 input (read as a digit), or what it keeps and the part to fill in."""
+        if mask is None:
+            return [figure(f"what the model gets: read as a {read_as}", media.to_uint8(model_input)[0], FIGURE_SIZE)]
+        return [figure("what the model keeps", media.to_uint8(edit.kept_pixels(model_input, mask))[0], FIGURE_SIZE),
+                figure("the part to fill in", media.mask_overlay(model_input, mask), FIGURE_SIZE)]
+
+    def api_draw(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
+                 seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Finish a picture of a digit (PNG, JPEG, ...: any size, grey or colour, with or without alpha):
+        it is noised `strength` of the way (above 0: tidy it; 1: a loose hint) and denoised towards
+        `digit` (None: the digit it reads as). Returns the final image (PNG), the denoising (GIF),
+        and the details: the digit made, the one the picture read as, the result's probabilities."""
+        *_, gif, png, details = last(self.run_edit(uploaded(picture["path"]), None, edit_digit(digit), strength, seed))
+        return png, gif, details
+
+    def api_repair(self, picture: FileData, mask: FileData, digit: int | None = None,
+                   seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Fill in part of a picture of a digit: mask is a picture of the same shape, white (or opaque,
+        on a transparent one) where to fill in; the rest is kept. Returns as /draw does."""
+        image, painted = uploaded(picture["path"]), uploaded(mask["path"])
+        *_, gif, png, details = last(self.run_edit(image, painted, edit_digit(digit), 1.0, seed))
+        return png, gif, details
+
+
+def last(updates):
+    """A stream's last update."""
+    for update in updates:
+        pass
+    return update
+
+
+def edit_digit(digit: int | None) -> str:
+    """An API caller's digit as the edit's choice: None takes the digit the picture reads as."""
+    return AS_READ if digit is None else str(digit)
+
+
+def canvas_picture(value: dict | None, part: str) -> Image.Image:
+    """The picture in a Sketchpad's or ImageEditor's raw value: its "composite" (all drawn) or its "background"."""
+    file = (value or {}).get(part)
+    if not file:
+        raise gr.Error("the canvas is empty: draw a digit first" if part == "composite" else
+                       "there is no picture to repair: upload one, or start from a digit")
+    return uploaded(file["path"])
+
+
+def edit_outputs(name: str, placeholder: str) -> list[gr.components.Component]:
+    """The Draw and Repair tabs' right-hand side: status, the model's input, the live picture, downloads."""
+    status = gr.Markdown(label="status", show_label=False, elem_id=f"{name}-status")
+    with gr.Row(elem_id=f"{name}-row", elem_classes="edit-row"):
+        figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="input", show_label=False, elem_id=f"{name}-input")
+        live = gr.HTML(html_template=picture_template(placeholder), label="picture", show_label=False,
+                       elem_id=f"{name}-picture")
+    with gr.Row():
+        gif = gr.File(label="Animation (GIF)", interactive=False, elem_id=f"{name}-gif", elem_classes="download")
+        png = gr.File(label="Final image (PNG)", interactive=False, elem_id=f"{name}-png",  # Repair's input too
+                      elem_classes="download")
+    return [figures, live, status, gif, png]

@@ -1,0 +1,169 @@
+"""What every tab shares: the handlers' context, the page's templates and style, the widgets and
+event options used everywhere, error display and saving downloads."""
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from diffusion import Limits, Pipeline, edit, media
+from diffusion.classifier import Classifier, load_classifier
+from diffusion.samplers import SAMPLER_NAMES
+
+SAMPLER_CHOICES = [(name, sampler) for sampler, name in SAMPLER_NAMES.items()]
+ALL_DIGITS = "all ten"
+DIGIT_CHOICES = [str(d) for d in range(10)] + [ALL_DIGITS]
+MAX_UI_SEED = 2**53 - 1  # the largest integer a browser's numbers hold exactly
+# What one request may ask of this demo: 10 digits x 1000 DDPM steps is about 90 s on 2 CPU cores.
+LIMITS = Limits(max_guidance_scale=10.0, max_samples_per_digit=8, max_image_steps=10_000)
+ROW_SIZE = 640  # about, the width of a row of pictures (the guidance comparison, the morph)
+FIGURE_SIZE = 256  # about, the size of a labelled picture (the forward process, an edit's input)
+# Handlers that use the model share its queue and take raw values (preprocess=False), so that the
+# library's checks are the only ones: an API caller's "abc" or NaN gets the same clear message.
+MODEL_EVENT = {"concurrency_id": "model", "preprocess": False, "show_progress": "hidden"}
+SAVE_FAILED = ("the images were made but could not be saved for download ({reason}); "
+               "the server may be out of disk space")
+# Page-only events (a slider's range, a button's state): answered at once, not in the API.
+PAGE_EVENT = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+
+# The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
+CSS = """
+.picture img, .figures img { image-rendering: pixelated; display: block; max-width: 100%; height: auto; margin: 0 auto; }
+.picture .label, .figures figcaption { text-align: center; margin: 6px 0; }
+.picture .placeholder { min-height: 480px; display: flex; align-items: center; justify-content: center; opacity: 0.7; }
+.figures { display: flex; flex-wrap: wrap; justify-content: center; gap: 8px 24px; }
+.figures figure { margin: 0; max-width: 100%; }
+#guidance-rows figure { flex-basis: 100%; }
+#status { min-height: 1.5em; text-align: center; }
+#denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
+#gif .empty, #png .empty, #morph-gif .empty, .download .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
+.edit-row .picture .placeholder { min-height: 240px; }
+#picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
+#picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
+#picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
+.readings .heading { text-align: center; margin: 4px auto; max-width: 620px; }
+.readings .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 4px 16px; }
+.readings figure { margin: 0 auto; width: 100%; max-width: 300px; }
+.readings svg { display: block; width: 100%; height: auto; }
+.readings figcaption { text-align: center; font-size: 0.9em; }
+#probabilities .html-container, #morph-figures .html-container, #point-figures .html-container { padding: 0; }
+@media (max-width: 640px) { .gradio-container .main { padding-left: 12px !important; padding-right: 12px !important; } }
+"""
+
+
+def picture_template(placeholder: str) -> str:
+    """The live picture: one image, x_t above x0, with its labels outside it; before a run, what to do."""
+    return """<div class="picture">${value ? `
+  <p class="label">x<sub>t</sub>: the noisy sample (top half)</p>
+  <img src="${value.src}" alt="${value.alt}" style="width: ${value.width}px">
+  <p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>` :
+  `<p class="placeholder">""" + placeholder + """</p>`}</div>"""
+
+
+# Labelled pictures, side by side where they fit (one a row for the guidance scales).
+FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
+  <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
+  </figure>`).join("")}</div>"""
+# What the classifier reads: a heading, then a panel (bars or a chart, as SVG) per digit.
+READINGS_TEMPLATE = """<div class="readings">${value ? `<p class="heading">${value.heading}</p>
+  <div class="panels">${value.panels.map(panel => `<figure>${panel.svg}<figcaption>${panel.caption}</figcaption>
+  </figure>`).join("")}</div>` : ""}</div>"""
+
+
+class Context:
+    """What every tab's handlers work with: the pipeline, the classifier that reads what the model
+    makes, where downloads are written, and the clock (injectable: tests of pacing need no real time)."""
+
+    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter,
+                 classifier: Classifier | None = None):
+        self.pipe = pipe
+        self.classifier = classifier or load_classifier(device=pipe.device)
+        self.output_dir = Path(output_dir)
+        self.clock = clock
+        # One GIF or PNG written at a time: Python runs one thread at a time anyway, and thirty
+        # writers at once kept the model's thread waiting (30 users at once: p95 2.35 s -> 2.1 s).
+        self.encoding = threading.Lock()
+
+    def save_downloads(self, name: str, frames: list[np.ndarray], final: np.ndarray | None = None,
+                       fps: float = media.FPS, failure: str = SAVE_FAILED) -> tuple[str, str | None]:
+        """(GIF path, PNG path or None): an animation, and its final image if given, written for
+        download; if writing fails, the page says `failure`, its {reason} filled in."""
+        gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
+        with self.encoding, errors_shown_on_the_page(failure):
+            media.save_animation(frames, gif_path, fps)
+            if final is not None:
+                media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
+        return str(gif_path), None if final is None else str(png_path)
+
+
+@contextmanager
+def errors_shown_on_the_page(failed_write: str | None = None):
+    """The library's ValueErrors, which say what is allowed, as messages the page shows; with
+    failed_write, a failed write (OSError) too, as that message with its {reason} filled in."""
+    try:
+        yield
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    except OSError as e:
+        if failed_write is None:
+            raise
+        raise gr.Error(failed_write.format(reason=e.strerror or e)) from None
+
+
+def uploaded(path: str):
+    """A picture from an uploaded file, its size checked before it is decoded (edit.open_picture)."""
+    try:
+        return edit.open_picture(path)
+    except edit.PictureError as e:
+        raise gr.Error(str(e)) from None
+    except OSError:
+        raise gr.Error("the uploaded file could not be read: upload it again") from None
+
+
+def digits_of(choice: str, all_ten: bool = True) -> list[int]:
+    """The digits of a radio button's value: "0" to "9", or (if all_ten) ALL_DIGITS."""
+    choices = DIGIT_CHOICES if all_ten else DIGIT_CHOICES[:-1]
+    if choice not in choices:
+        raise gr.Error(f"digit must be one of {', '.join(choices)}, not {choice!r}")
+    return list(range(10)) if choice == ALL_DIGITS else [int(choice)]
+
+
+def seed_box(value: int | None = 0, label: str = "Seed", **options) -> gr.Number:
+    """A seed: a whole number from 0 to the largest a browser holds exactly."""
+    return gr.Number(value, precision=0, minimum=0, maximum=MAX_UI_SEED, label=label, **options)
+
+
+def shown_width(image: np.ndarray, size: int) -> int:
+    """The width a picture sent at 1 px per pixel is shown at: the whole-number upscale that
+    brings its longer side near `size` (the scale of the downloadable GIF too)."""
+    return image.shape[1] * media.crisp_scale(image.shape, size)
+
+
+def picture(frames: list[np.ndarray], alt: str) -> dict:
+    """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF)."""
+    src = media.png_data_url(frames[0]) if len(frames) == 1 else media.data_url(media.gif_bytes(frames), "image/gif")
+    return {"src": src, "width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt}
+
+
+def figure(label: str, image: np.ndarray, size: int) -> dict:
+    """A labelled picture for FIGURES_TEMPLATE."""
+    return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)}
+
+
+def show_on_phones(element_id: str) -> str:
+    """JavaScript for a button: on a narrow screen, where the picture is below the controls, bring
+    the element (the status above it) into view. It hands the event's inputs on unchanged."""
+    return ("(...inputs) => { if (window.innerWidth < 700) document.querySelector('#" + element_id +
+            "').scrollIntoView({behavior: 'smooth', block: 'start'}); return inputs; }")
+
+
+def guided_where(pipe: Pipeline, subject: str) -> str:
+    """A sentence on where the recommended guidance applies ("" if at every step), about subject."""
+    if pipe.sampling_config.guidance_interval is None:
+        return ""
+    low, high = pipe.sampling_config.guidance_interval
+    return f"{subject} pushes only at timesteps {low} to {high} (mid-noise), where it helps most."

@@ -125,7 +125,7 @@ class Pipeline:
         SamplingConfig for the options left out (None). guidance_interval=all_timesteps guides at
         every step. Raises SettingError saying what is allowed."""
         recommended = self.sampling_config
-        values = {"digits": digits, "seed": seed, "sampler": sampler or recommended.sampler,
+        values = {"digits": digits, "seed": seed, "sampler": recommended.sampler if sampler is None else sampler,
                   "steps": recommended.steps if steps is None else steps,
                   "guidance_scale": recommended.guidance_scale if guidance_scale is None else guidance_scale,
                   "guidance_interval": recommended.guidance_interval if guidance_interval is None else guidance_interval,

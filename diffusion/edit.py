@@ -183,6 +183,22 @@ def mask_from_layers(layers: list[Image.Image], size: tuple[int, int]) -> Image.
     return mask.resize(size, Image.Resampling.NEAREST)
 
 
+PARTS = ("top half", "bottom half", "left half", "right half")
+
+
+def part_mask(part: str, size: tuple[int, int]) -> Image.Image:
+    """A mask (white where to fill in) of one of PARTS of a picture of `size` (width, height): the
+    keyboard's way to say what to repair, where a brush needs a pointer."""
+    if part not in PARTS:
+        raise PictureError(f"the part to fill in must be one of {', '.join(PARTS)}, not {part!r}")
+    width, height = size
+    box = {"top half": (0, 0, width, height // 2), "bottom half": (0, height // 2, width, height),
+           "left half": (0, 0, width // 2, height), "right half": (width // 2, 0, width, height)}[part]
+    mask = Image.new("L", size)
+    mask.paste(255, box)
+    return mask
+
+
 def kept_pixels(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """What a repair keeps of pictures (N, 1, 28, 28): the part to fill in (masks True) blanked to black."""
     return images.masked_fill(masks, -1)

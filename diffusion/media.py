@@ -198,8 +198,8 @@ def back_and_forth(frames: list[np.ndarray], hold: int = 4) -> list[np.ndarray]:
 # The charts of class probabilities, as SVG: text that any page shows crisply at any width.
 # Lines and labels take the page's text colour (currentColor); the requested digit stands out.
 CHART_WIDTH, CHART_HEIGHT = 300, 150
-HIGHLIGHT = "#f97316"  # the requested digit: the app's primary colour
-HIGHLIGHT_RGB = (249, 115, 22)
+HIGHLIGHT = "#c2410c"  # the requested digit: the app's primary colour, 5.2:1 on white (text needs 4.5:1)
+HIGHLIGHT_RGB = (194, 65, 12)
 
 
 def probability_bars(probabilities: Sequence[float], digit: int) -> str:
@@ -219,7 +219,8 @@ def probability_bars(probabilities: Sequence[float], digit: int) -> str:
     label = (f'<text x="{(digit + 0.5) * slot:.1f}" y="{bottom - max(1.0, tallest * p) - 5:.1f}" text-anchor="middle" '
              f'font-size="11" fill="{HIGHLIGHT}">{p:.0%}</text>')
     return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="class probabilities; {digit}: {p:.0%}">{"".join(bars)}{label}</svg>')
+            f'aria-label="the classifier\'s probabilities: {", ".join(f"{k}: {float(q):.0%}" for k, q in enumerate(probabilities))}">'
+            f'{"".join(bars)}{label}</svg>')
 
 
 def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequence[int], num_steps: int,
@@ -255,7 +256,13 @@ def probability_chart(readings: Sequence[Sequence[float]], step_numbers: Sequenc
                   f'<text x="{min(x(step) + 7, right - 70):.1f}" y="{max(y(p) + 14, top + 12):.1f}" font-size="10" '
                   f'fill="{HIGHLIGHT}">passes 50%</text>')
     return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="probability of each digit against the step">{axes}{"".join(lines)}{marker}</svg>')
+            f'aria-label="{chart_description(readings, step_numbers, digit)}">{axes}{"".join(lines)}{marker}</svg>')
+
+
+def chart_description(readings: Sequence[Sequence[float]], step_numbers: Sequence[int], digit: int) -> str:
+    """probability_chart in words, for those who cannot see it: digit's probability at each step read."""
+    at_steps = ", ".join(f"step {step}: {reading[digit]:.0%}" for step, reading in zip(step_numbers, readings))
+    return f"the probability that it is a {digit}, at each step read: {at_steps}"
 
 
 def reading_caption(probabilities: torch.Tensor, step_numbers: list[int], digit: int, passed: int | None,

@@ -1,7 +1,9 @@
+import math
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +26,9 @@ from diffusion.data import load_mnist
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist-diffusion.safetensors"
 TINY_UNET = UNetConfig(channels=(8, 16), embedding_dim=16, norm_groups=4)
+# The browser tests: Debian's Chromium, on a desktop and on a phone.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
 def library_image(pipe: Pipeline, digits: list[int], **settings) -> np.ndarray:
@@ -128,3 +133,67 @@ def served_app(tmp_path_factory) -> str:
     yield url
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser test needs Playwright: pip install -e '.[dev]' (or leave the slow tests out: -m 'not slow')")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium on Debian or Ubuntu, or "
+                    "set CHROMIUM to a Chromium or Chrome binary (or leave the slow tests out: -m 'not slow')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+class Gate:
+    """A forward pre-hook that holds the model's passes once `allowed` of them have run, until more
+    are allowed: a run paused at a known step, whatever the machine's speed. Open by default."""
+
+    def __init__(self):
+        self.allowed, self.passed, self.changed = math.inf, 0, threading.Condition()
+
+    def __call__(self, module, inputs) -> None:  # in the model's thread
+        with self.changed:
+            self.changed.wait_for(lambda: self.passed < self.allowed)
+            self.passed += 1
+
+    def hold(self) -> None:
+        with self.changed:
+            self.allowed = self.passed
+
+    def allow(self, passes: int = 1) -> None:
+        with self.changed:
+            self.allowed = min(self.allowed, self.passed) + passes
+            self.changed.notify_all()
+
+    def open(self) -> None:
+        with self.changed:
+            self.allowed = math.inf
+            self.changed.notify_all()
+
+
+@pytest.fixture(scope="module")
+def gated_app(shipped_pipeline):
+    """The app served from this process as `python app.py` serves it (shared forward passes, the
+    same launch options), its model behind a Gate; yields (URL, gate)."""
+    import webapp  # Gradio: only for the browser tests
+    threads = torch.get_num_threads()
+    gate = Gate()
+    pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
+    hook = shipped_pipeline.model.register_forward_pre_hook(gate)
+    blocks = webapp.build_app(pipe)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
+    try:
+        yield f"http://127.0.0.1:{port}/", gate
+    finally:
+        gate.open()
+        blocks.close()
+        hook.remove()
+        pipe.denoiser.close()
+        torch.set_num_threads(threads)

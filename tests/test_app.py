@@ -28,7 +28,7 @@ from webapp.forward import Forward
 from webapp.generate import Generate, seed_for, step_slider
 from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DIGIT, Guidance
 from webapp.morph import Morph
-from webapp.repair import Repair
+from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
 
 from .conftest import ROOT, generate_handlers, free_port, library_image, record_labels, rows_of, run_script, wait_until
@@ -578,7 +578,7 @@ def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(tabs, tm
         next(tabs.draw.draw_on_canvas({"background": None, "layers": [], "composite": None}, AS_READ, 0.7, 0))
     editor = tabs.repair.repair_start("3", 0)
     with pytest.raises(gr.Error, match="there is no picture to repair"):
-        next(tabs.repair.repair_in_editor(None, AS_READ, 0))
+        next(tabs.repair.repair_in_editor(None, PAINTED, AS_READ, 0))
     assert editor["background"].shape == (CANVAS_SIZE, CANVAS_SIZE) and not editor["layers"]
     with pytest.raises(gr.Error, match="finish a drawing in the Draw tab first"):
         tabs.repair.repair_from_file(None)
@@ -586,5 +586,24 @@ def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(tabs, tm
     Image.fromarray(editor["background"]).save(picture)
     unpainted = tabs.repair.repair_from_file({"path": str(picture)})
     assert unpainted == {"background": str(picture), "layers": [], "composite": None}
-    with pytest.raises(gr.Error, match="paint over the part of the digit to fill in, then press Repair"):
-        next(tabs.repair.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, AS_READ, 0))
+    with pytest.raises(gr.Error, match=r"paint over the part of the digit to fill in \(or pick a part\)"):
+        next(tabs.repair.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, PAINTED, AS_READ, 0))
+    with pytest.raises(gr.Error, match="the part to fill in must be one of top half, bottom half"):
+        next(tabs.repair.repair_in_editor({**unpainted, "background": {"path": str(picture)}}, "middle", AS_READ, 0))
+
+
+def test_without_a_pointer_draw_starts_from_a_generated_digit_and_repair_fills_a_chosen_part(tabs, tmp_path):
+    """The keyboard's way through Draw and Repair: a generated digit as ink on paper on the canvas,
+    and a half of the picture chosen rather than painted; the other half is kept."""
+    canvas = tabs.draw.example("7", 0)
+    drawing = canvas["composite"]
+    assert drawing.shape == (CANVAS_SIZE, CANVAS_SIZE) and canvas["background"] is drawing
+    assert np.median(drawing) >= 250 and drawing.min() < 64, "dark ink on white paper, as drawn on the canvas"
+    picture = tmp_path / "digit.png"
+    Image.fromarray(tabs.repair.repair_start("3", 0)["background"]).save(picture)
+    editor = {"background": {"path": str(picture)}, "layers": [], "composite": None}
+    *_, (figures, _, status, _, png_path) = tabs.repair.repair_in_editor(editor, "bottom half", "3", 0)
+    assert status.startswith("Repaired as a 3")
+    kept, to_fill = decode(figures[0]["src"]), decode(figures[1]["src"])
+    assert kept[20:].max() == 0 and kept[:12].max() > 0, "the bottom half is blanked to be filled, the top kept"
+    assert (to_fill[20:] != np.repeat(kept[20:, :, None], 3, axis=2)).any(), "the bottom half tinted"

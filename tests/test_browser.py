@@ -23,21 +23,17 @@ import io
 import math
 import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image, ImageSequence
 
 import webapp
 from diffusion import Pipeline
 
-from .conftest import free_port, wait_until
+from .conftest import VIEWPORTS, Gate, free_port, wait_until
 
 pytestmark = pytest.mark.slow  # needs Chromium: see docs/testing.md
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 README_VIEWS = {"desktop": "app.png", "phone": "app-phone.png"}
 MIN_CELL_PX = {"desktop": 56, "phone": 28}  # a 28 px digit at least 2x on a desktop, 1x on a phone
 
@@ -65,21 +61,6 @@ MIN_READING_PX = {"desktop": 150, "phone": 150}  # a panel's width: its ten bars
 
 
 @pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser test needs Playwright: pip install -e '.[dev]' (or leave the slow tests out: -m 'not slow')")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium on Debian or Ubuntu, or "
-                    "set CHROMIUM to a Chromium or Chrome binary (or leave the slow tests out: -m 'not slow')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory, request) -> Path:
     folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -87,54 +68,6 @@ def screenshots(tmp_path_factory, request) -> Path:
     with capsys.global_and_fixture_disabled():
         print(f"\nbrowser screenshots: {folder}")
     return folder
-
-
-class Gate:
-    """A forward pre-hook that holds the model's passes once `allowed` of them have run, until more
-    are allowed: a run paused at a known step, whatever the machine's speed. Open by default."""
-
-    def __init__(self):
-        self.allowed, self.passed, self.changed = math.inf, 0, threading.Condition()
-
-    def __call__(self, module, inputs) -> None:  # in the model's thread
-        with self.changed:
-            self.changed.wait_for(lambda: self.passed < self.allowed)
-            self.passed += 1
-
-    def hold(self) -> None:
-        with self.changed:
-            self.allowed = self.passed
-
-    def allow(self, passes: int = 1) -> None:
-        with self.changed:
-            self.allowed = min(self.allowed, self.passed) + passes
-            self.changed.notify_all()
-
-    def open(self) -> None:
-        with self.changed:
-            self.allowed = math.inf
-            self.changed.notify_all()
-
-
-@pytest.fixture(scope="module")
-def gated_app(shipped_pipeline):
-    """The app served from this process as `python app.py` serves it (shared forward passes, the
-    same launch options), its model behind a Gate; yields (URL, gate)."""
-    threads = torch.get_num_threads()
-    gate = Gate()
-    pipe = Pipeline(shipped_pipeline.model, shipped_pipeline.schedule, shipped_pipeline.sampling_config, shared=True)
-    hook = shipped_pipeline.model.register_forward_pre_hook(gate)
-    blocks = webapp.build_app(pipe)
-    port = free_port()
-    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
-    try:
-        yield f"http://127.0.0.1:{port}/", gate
-    finally:
-        gate.open()
-        blocks.close()
-        hook.remove()
-        pipe.denoiser.close()
-        torch.set_num_threads(threads)
 
 
 def picture_gif(page, selector: str = "#denoising img") -> Image.Image:
@@ -334,7 +267,7 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     shoot("8-morph-point")
 
     page.get_by_role("tab", name="Forward process").click()
-    expect(page.get_by_text("alpha_bar =")).to_be_visible(timeout=60_000)
+    expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
     expect(page.locator("#forward-figures img")).to_have_count(3)
     for image in page.locator("#forward-figures img").all():
         box = image.bounding_box()
@@ -508,7 +441,7 @@ def test_repair_says_what_to_do_first(browser, served_app, screenshots, viewport
         page.locator("#use-drawing").click()
         expect(page.get_by_text("finish a drawing in the Draw tab first")).to_be_visible(timeout=60_000)
         page.locator("#repair").click()
-        expect(page.get_by_text("paint over the part of the digit to fill in, then press Repair")).to_be_visible(
+        expect(page.get_by_text("paint over the part of the digit to fill in (or pick a part), then press Repair")).to_be_visible(
             timeout=60_000)
         page.screenshot(path=screenshots / f"{viewport}-9-repair-too-early.png", full_page=True)
     finally:

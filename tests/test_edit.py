@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from diffusion import SettingError
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import load_mnist, to_model_range
-from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_settings, draw_steps, open_picture, repair_steps,
+from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_settings, draw_steps, open_picture, part_mask, repair_steps,
                             stroke_width, to_model_input)
 
 from . import edit_survey
@@ -204,3 +204,14 @@ def test_repairs_read_as_the_digit_asked_for_and_keep_their_pixels(shipped_pipel
     share, worst, worst_share = edit_survey.read_as(load_classifier(), repaired, labels)
     assert share >= 0.97, f"{half} half: {share:.1%} read as asked (worst digit {worst}: {worst_share:.0%})"
     assert edit_survey.kept_change(repaired, images, masks) <= 1
+
+
+def test_a_part_mask_covers_its_half_of_the_picture_and_nothing_else():
+    for part, (rows, columns) in {"top half": (slice(0, 30), slice(None)), "bottom half": (slice(30, 60), slice(None)),
+                                  "left half": (slice(None), slice(0, 20)), "right half": (slice(None), slice(20, 40))}.items():
+        mask = np.asarray(part_mask(part, (40, 60))) > 0
+        expected = np.zeros((60, 40), bool)
+        expected[rows, columns] = True
+        np.testing.assert_array_equal(mask, expected, err_msg=part)
+    with pytest.raises(PictureError, match="must be one of top half, bottom half, left half, right half"):
+        part_mask("middle", (40, 60))

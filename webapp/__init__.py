@@ -15,7 +15,8 @@ from diffusion import Pipeline, edit
 
 from . import draw, forward, generate, guidance, morph, repair
 from .editing import Editing
-from .shared import CSS, Context
+from .page import CSS, HEAD, THEME
+from .shared import Context
 
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
 # MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
@@ -27,6 +28,8 @@ CACHE_TTL_S = 3600  # how long generated files stay downloadable
 # How the server is launched: by app.py, and by the tests that serve the app in their own process.
 LAUNCH_OPTIONS = {
     "css": CSS,
+    "head": HEAD,
+    "theme": THEME,
     "footer_links": ["api"],
     "quiet": True,  # Gradio's banner would suggest share=True, a public link this demo does not offer
     "max_file_size": edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
@@ -40,6 +43,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
         context = Context(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
+        gr.HTML('<a class="skip-link" href="#">Skip to the controls</a>', js_on_load=None, padding=False, elem_id="skip")
         gr.Markdown("# Watch a digit emerge from noise\nA class-conditional diffusion model trained on MNIST. "
                     "Pick a digit and a guidance strength, press **Generate**, and watch the model denoise.")
         # "wrap": on a phone every tab keeps its visible label, instead of hiding in a "..." menu.

@@ -6,7 +6,7 @@ import numpy as np
 from diffusion import edit
 
 from .editing import AS_READ, BRUSH_SIZE, CANVAS_SIZE, EDIT_DIGIT_CHOICES, Editing, canvas_picture, edit_outputs
-from .shared import MODEL_EVENT, Context, seed_box, show_on_phones
+from .shared import MODEL_EVENT, Context, announce, live_region, seed_box, show_on_phones
 
 
 class Draw:
@@ -17,6 +17,11 @@ class Draw:
         """Draw's button: the canvas's picture (its raw value), finished by the model."""
         for update in self.editing.run_edit(canvas_picture(drawing, "composite"), None, digit, strength, seed):
             yield update[:5]
+
+    def example(self, digit: str, seed: int) -> dict:
+        """The canvas holding a generated digit, in ink on paper as if drawn: a start without a pointer."""
+        drawing = 255 - self.editing.generated_digit(digit, seed)
+        return {"background": drawing, "layers": [], "composite": drawing}
 
 
 def build(context: Context) -> gr.File:
@@ -33,6 +38,7 @@ def build(context: Context) -> gr.File:
                                   canvas_size=(CANVAS_SIZE, CANVAS_SIZE), fixed_canvas=True, layers=False,
                                   transforms=(), brush=gr.Brush(BRUSH_SIZE, colors=["#000000"], color_mode="fixed"),
                                   elem_id="canvas")
+            example = gr.Button("Start from a generated digit", size="sm", elem_id="draw-example")
             digit = gr.Radio(EDIT_DIGIT_CHOICES, value=AS_READ, label="Digit to make", elem_id="draw-digit")
             strength = gr.Slider(0.05, 1, value=edit.DEFAULT_STRENGTH, step=0.05, label="Strength", elem_id="strength",
                                  info="Low: tidy my strokes. High: use them only as a loose hint.")
@@ -40,6 +46,9 @@ def build(context: Context) -> gr.File:
             button = gr.Button("Finish my digit", variant="primary", elem_id="draw")
         with gr.Column(scale=2):
             outputs = edit_outputs("draw", "Draw a digit, then press Finish my digit.")
-    button.click(handlers.draw_on_canvas, [canvas, digit, strength, seed], outputs, api_visibility="private",
-                 js=show_on_phones("draw-status"), **MODEL_EVENT)
+    announcement = live_region("draw")
+    example.click(handlers.example, [digit, seed], canvas, api_visibility="private", **MODEL_EVENT)
+    finishing = button.click(handlers.draw_on_canvas, [canvas, digit, strength, seed], outputs,
+                             api_visibility="private", js=show_on_phones("draw-status"), **MODEL_EVENT)
+    announce(finishing, outputs[2], announcement)
     return outputs[-1]

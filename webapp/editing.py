@@ -1,15 +1,18 @@
 """What the Draw and Repair tabs share: an edit streamed to the page, its outputs, and the API's
 /draw and /repair, which take picture files."""
 
+import random
+
 import gradio as gr
+import numpy as np
 from gradio import FileData
 from PIL import Image
 
 from diffusion import edit, media
 from diffusion.classifier import class_probabilities
 
-from .shared import (DIGIT_CHOICES, FIGURE_SIZE, FIGURES_TEMPLATE, Context, digits_of, errors_shown_on_the_page,
-                     figure, picture, picture_template, uploaded)
+from .page import FIGURES_TEMPLATE, picture_template
+from .shared import DIGIT_CHOICES, FIGURE_SIZE, Context, digits_of, errors_shown_on_the_page, figure, picture, uploaded
 
 CANVAS_SIZE = 280  # px: the drawing canvas, and the repair's picture (a 28x28 digit at 10x)
 BRUSH_SIZE = 18  # px on the canvas: about MNIST's stroke width at that scale
@@ -34,6 +37,7 @@ class Editing:
         read_as = int(class_probabilities(classifier, model_input).argmax())
         digits = [read_as] if digit == AS_READ else digits_of(digit, all_ten=False)
         figures = self.input_figures(model_input, mask, read_as)
+        what = "your drawing" if mask is None else "your repair"
         with errors_shown_on_the_page():
             if mask is None:
                 steps = edit.draw_steps(pipe, model_input, edit.draw_settings(pipe, digits, seed), strength)
@@ -43,7 +47,9 @@ class Editing:
             for step, step_frames in media.denoising_animation(steps):
                 frames += step_frames
                 status = f"Step {step.index + 1} of {len(steps)} · {clock() - started:.1f} s"
-                yield figures, picture(frames[-1:], status), status, None, None, None
+                alt = f"{what} made into a {digits[0]}: x_t above the model's guess of x_0, step {step.index + 1} " \
+                      f"of {len(steps)}"
+                yield figures, picture(frames[-1:], alt), status, None, None, None
         name = f"mnist-{'draw' if mask is None else 'repair'}_digit-{digits[0]}" \
                f"{f'_strength-{strength:g}' if mask is None else ''}_seed-{seed}"
         gif_path, png_path = self.context.save_downloads(name, frames, media.to_uint8(step.x)[0])
@@ -51,8 +57,8 @@ class Editing:
         status = (f"{'Finished' if mask is None else 'Repaired'} as a {digits[0]} in {clock() - started:.2f} s; "
                   f"the classifier reads it as a {int(final_reading.argmax())} ({final_reading.max():.0%} sure)")
         details = {"digit": digits[0], "picture_read_as": read_as, "probabilities": final_reading.tolist()}
-        yield figures, picture(frames, f"the denoising of your {'drawing' if mask is None else 'repair'}"), status, \
-            gif_path, png_path, details
+        alt = f"the denoising of {what} into a {digits[0]}: x_t above the model's guess of x_0 at each step, looping"
+        yield figures, picture(frames, alt), status, gif_path, png_path, details
 
     @staticmethod
     def input_figures(model_input, mask, read_as: int) -> list[dict]:
@@ -61,6 +67,13 @@ class Editing:
             return [figure(f"what the model gets: read as a {read_as}", media.to_uint8(model_input)[0], FIGURE_SIZE)]
         return [figure("what the model keeps", media.to_uint8(edit.kept_pixels(model_input, mask))[0], FIGURE_SIZE),
                 figure("the part to fill in", media.mask_overlay(model_input, mask), FIGURE_SIZE)]
+
+    def generated_digit(self, digit: str, seed: int) -> np.ndarray:
+        """A digit to start an edit from, white on black at CANVAS_SIZE px: the digit chosen, or for
+        AS_READ any digit (picked by the seed)."""
+        pipe = self.context.pipe
+        choice = random.Random(seed).randrange(10) if digit == AS_READ else digits_of(digit, all_ten=False)[0]
+        return media.enlarge(media.to_uint8(pipe.generate(pipe.settings([choice], seed)))[0], CANVAS_SIZE)
 
     def api_draw(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
                  seed: int = 0) -> tuple[FileData, FileData, dict]:

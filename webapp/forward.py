@@ -4,8 +4,9 @@ import gradio as gr
 
 from diffusion import media
 
-from .shared import (DIGIT_CHOICES, FIGURE_SIZE, FIGURES_TEMPLATE, MODEL_EVENT, Context, digits_of,
-                     errors_shown_on_the_page, figure, seed_box)
+from .page import FIGURES_TEMPLATE
+from .shared import (DIGIT_CHOICES, FIGURE_SIZE, MODEL_EVENT, Context, announce, digits_of, errors_shown_on_the_page,
+                     figure, live_region, seed_box)
 
 
 class Forward:
@@ -22,7 +23,8 @@ class Forward:
         alpha_bar = pipe.schedule.alphas_cumprod[timestep].item()
         labels = ("x_0: a generated digit", f"x_t: noised to t = {timestep} in one step",
                   "the model's estimate of x_0 from x_t")
-        figures = [figure(label, media.sample_grid(media.to_uint8(images), len(digits)), FIGURE_SIZE)
+        figures = [figure(label, media.sample_grid(media.to_uint8(images), len(digits)), FIGURE_SIZE,
+                          alt=f"digit {digit}, seed {seed}: {label}")
                    for label, images in zip(labels, (clean, noisy, estimate))]
         details = (f"t = {timestep}: x_t = {alpha_bar ** 0.5:.3f} x_0 + {(1 - alpha_bar) ** 0.5:.3f} noise "
                    f"(alpha_bar = {alpha_bar:.3g})")
@@ -40,8 +42,10 @@ def build(context: Context) -> tuple[gr.Tab, tuple]:
             seed = seed_box(0)
         timestep = gr.Slider(0, context.pipe.schedule.num_timesteps - 1, value=500, step=1, precision=0,
                              label="Timestep t")
-        details = gr.Markdown(label="details", show_label=False)
+        details = gr.Markdown(label="details", show_label=False, elem_id="forward-details")
         figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="figures", show_label=False, elem_id="forward-figures")
-    gr.on([tab.select, timestep.release, digit.change, seed.submit], handlers.forward_process,
+        announcement = live_region("forward")
+    noising = gr.on([tab.select, timestep.release, digit.change, seed.submit], handlers.forward_process,
           [digit, timestep, seed], [figures, details], api_name="forward_process", trigger_mode="always_last",
           **MODEL_EVENT)
+    announce(noising, details, announcement)

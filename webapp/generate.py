@@ -8,8 +8,9 @@ import gradio as gr
 from diffusion import STEP_RANGES, Pipeline, Settings, media
 from diffusion.classifier import StepReadings
 
-from .shared import (DIGIT_CHOICES, LIMITS, MODEL_EVENT, PAGE_EVENT, READINGS_TEMPLATE, SAMPLER_CHOICES, Context,
-                     digits_of, errors_shown_on_the_page, guided_where, picture, picture_template, seed_box,
+from .page import READINGS_TEMPLATE, picture_template
+from .shared import (DIGIT_CHOICES, LIMITS, MODEL_EVENT, PAGE_EVENT, SAMPLER_CHOICES, Context, announce, digits_of,
+                     errors_shown_on_the_page, guided_where, hand_focus, live_region, picture, seed_box,
                      show_on_phones)
 
 # The live preview while computing (the finished animation shows every frame): up to 10 updates a
@@ -100,7 +101,9 @@ class Generate:
                 break
             last_preview = now
             progress = f"Step {run.step} of {settings.steps} · {run.elapsed_s:.1f} s"
-            yield picture([latest], f"step {run.step} of {settings.steps}"), progress, None, None, seed, self.readings(run)
+            shown = picture([latest], f"{settings.description}: x_t above the model's guess of x_0, "
+                                      f"step {run.step} of {settings.steps}")
+            yield shown, progress, None, None, seed, self.readings(run)
         if run.step < settings.steps:
             status = (f"Stopped at step {run.step} of {settings.steps} ({run.elapsed_s:.1f} s); "
                       "the animation shows the steps made.")
@@ -127,7 +130,8 @@ class Generate:
         final = media.sample_grid(media.to_uint8(run.sample), len(settings.digits))
         gif_path, png_path = self.context.save_downloads(settings.file_stem + stopped, frames, final)
         with self.context.encoding:
-            shown = picture(frames, f"the denoising of {settings.description}")
+            shown = picture(frames, f"the denoising of {settings.description}: x_t above the model's guess of "
+                                    f"x_0 at each step, looping")
         return shown, status, gif_path, png_path
 
 
@@ -205,6 +209,7 @@ def results_column() -> dict:
         widgets["gif"] = gr.File(label="Animation (GIF)", elem_id="gif")
         widgets["png"] = gr.File(label="Final image (PNG)", elem_id="png")
     widgets["seed_used"] = gr.Number(None, precision=0, label="seed", visible=False)
+    widgets["announcement"] = live_region("generate")
     return widgets
 
 
@@ -223,7 +228,10 @@ def build(context: Context) -> tuple[gr.Radio, gr.Slider]:
     inputs = [w[name] for name in ("digit", "guidance_scale", "sampler", "steps", "seed", "samples_per_digit")]
     outputs = [w[name] for name in ("live", "status", "gif", "png", "seed_used", "readings")]
     generating = started.then(handlers.generate, inputs, outputs, api_name="generate", **MODEL_EVENT)
-    generating.then(idle, None, [w["generate"], w["stop"]], **PAGE_EVENT)
-    generating.failure(not_generated, None, [w["status"], w["generate"], w["stop"]], **PAGE_EVENT)  # .then: success only
+    hand_focus(started, "generate", "stop")  # Stop is the live button while a run goes
+    hand_focus(generating.then(idle, None, [w["generate"], w["stop"]], **PAGE_EVENT), "stop", "generate")
+    failed = generating.failure(not_generated, None, [w["status"], w["generate"], w["stop"]], **PAGE_EVENT)
+    for event in (started, generating, failed):  # .then: success only
+        announce(event, w["status"], w["announcement"])
     w["stop"].click(handlers.stop, None, w["stop"], **PAGE_EVENT)
     return w["sampler"], w["steps"]

@@ -5,8 +5,9 @@ import gradio as gr
 from diffusion import media
 from diffusion.measure import guidance_sweep
 
-from .shared import (DIGIT_CHOICES, FIGURES_TEMPLATE, MODEL_EVENT, ROW_SIZE, Context, digits_of,
-                     errors_shown_on_the_page, figure, guided_where, seed_box)
+from .page import FIGURES_TEMPLATE
+from .shared import (DIGIT_CHOICES, MODEL_EVENT, ROW_SIZE, Context, announce, digits_of, errors_shown_on_the_page,
+                     figure, guided_where, live_region, seed_box)
 
 GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
@@ -28,7 +29,9 @@ class Guidance:
                 label = f"guidance {settings.guidance_scale:g} · read as asked: {sure:.1%}"
                 if variety is not None:
                     label += f" · variety {variety:.0f}"
-                rows.append(figure(label, media.sample_grid(media.to_uint8(images), len(digits)), ROW_SIZE))
+                what = f"{len(images)} samples of {digit}" if len(digits) == 1 else "the digits 0 to 9"
+                rows.append(figure(label, media.sample_grid(media.to_uint8(images), len(digits)), ROW_SIZE,
+                                   alt=f"{what} from seed {seed}, {label}"))
                 yield list(rows)  # a copy: each update shows the rows made so far
 
 
@@ -46,4 +49,8 @@ def build(context: Context) -> None:
         seed = seed_box(0)
     compare = gr.Button("Compare", variant="primary", elem_id="compare")
     rows = gr.HTML(html_template=FIGURES_TEMPLATE, label="rows", show_label=False, elem_id="guidance-rows")
-    compare.click(handlers.compare_guidance, [digit, seed], rows, api_name="compare_guidance", **MODEL_EVENT)
+    announcement = live_region("compare")
+    comparing = compare.click(handlers.compare_guidance, [digit, seed], rows, api_name="compare_guidance",
+                              **MODEL_EVENT)
+    announce(comparing, f"The comparison is ready: a row for each guidance scale, "
+                        f"{', '.join(f'{scale:g}' for scale in GUIDANCE_SCALES_COMPARED)}.", announcement)

@@ -6,8 +6,9 @@ from diffusion import media, morph
 from diffusion.classifier import class_probabilities
 from diffusion.settings import is_number
 
-from .shared import (DIGIT_CHOICES, FIGURES_TEMPLATE, MODEL_EVENT, READINGS_TEMPLATE, ROW_SIZE, Context, digits_of,
-                     errors_shown_on_the_page, figure, seed_box, shown_width)
+from .page import FIGURES_TEMPLATE, READINGS_TEMPLATE
+from .shared import (DIGIT_CHOICES, MODEL_EVENT, ROW_SIZE, Context, animation, announce, digits_of,
+                     errors_shown_on_the_page, figure, live_region, seed_box, shown_width)
 
 MORPH_FRAMES = 9  # the morph's row, from its start to its end
 MORPH_SIZE = 240  # about, the size of the looping morph and of the digit at a point
@@ -30,18 +31,21 @@ class Morph:
         start, end = self.ends(start_digit, start_seed, end_digit, end_seed)
         with errors_shown_on_the_page():
             steps = morph.morph_steps(self.context.pipe, start, end, morph.frame_points(frames))
+            walk = walk_name(start, end)
             for step in steps:
                 denoising = media.denoising_frames([step.x], step.x0, 1)[0]
-                yield [figure(f"x_t above the model's guess of x_0, step {step.index + 1}", denoising,
-                              ROW_SIZE)], f"Step {step.index + 1} of {len(steps)}", None
+                yield [figure(f"x_t above the model's guess of x_0, step {step.index + 1}", denoising, ROW_SIZE,
+                              alt=f"{walk}, its {frames} frames: x_t above the model's guess of x_0, step "
+                                  f"{step.index + 1} of {len(steps)}")], f"Step {step.index + 1} of {len(steps)}", None
         images = media.to_uint8(step.x)
         loop = media.back_and_forth(list(images))
         name = f"mnist-morph_{start.digits[0]}-seed-{start.seed}_to_{end.digits[0]}-seed-{end.seed}_{frames}-frames"
         gif_path, _ = self.context.save_downloads(name, loop, fps=morph.FPS, failure=SAVE_FAILED)
         with self.context.encoding:
-            looping = {"label": "the morph, there and back", "width": shown_width(images[0], MORPH_SIZE),
-                       "src": media.data_url(media.gif_bytes(loop, fps=morph.FPS), "image/gif")}
-            row = figure(f"its {frames} frames, from start (left) to end", media.grid(images, columns=frames), ROW_SIZE)
+            looping = {"label": "the morph, there and back", "alt": f"{walk}, there and back, looping",
+                       "width": shown_width(images[0], MORPH_SIZE), **animation(loop, morph.FPS)}
+            row = figure(f"its {frames} frames, from start (left) to end", media.grid(images, columns=frames), ROW_SIZE,
+                         alt=f"{walk}: its {frames} frames in a row, from start (left) to end")
         reading = morph.reading(class_probabilities(self.context.classifier, step.x))
         yield [looping, row], f"The classifier reads the frames as: {reading} (in brackets: less than 50% sure)", gif_path
 
@@ -58,7 +62,14 @@ class Morph:
         readings = {"heading": "What the classifier reads it as", "panels": [{
             "svg": media.probability_bars(probabilities.tolist(), likeliest),
             "caption": f"{likeliest}: {probabilities[likeliest]:.0%}"}], "probabilities": probabilities.tolist()}
-        return [figure(f"at {point:g} of the way", media.to_uint8(image)[0], MORPH_SIZE)], readings
+        walk = walk_name(start, end)
+        return [figure(f"at {point:g} of the way", media.to_uint8(image)[0], MORPH_SIZE,
+                       alt=f"{walk} at {point:g} of the way, read as a {likeliest}")], readings
+
+
+def walk_name(start, end) -> str:
+    """What a morph's pictures show, for their alternative text."""
+    return f"the morph from {start.digits[0]} (seed {start.seed}) to {end.digits[0]} (seed {end.seed})"
 
 
 def build(context: Context) -> None:
@@ -80,6 +91,7 @@ def build(context: Context) -> None:
     reading = gr.Markdown(label="reading", show_label=False, elem_id="morph-status")
     figures = gr.HTML(html_template=FIGURES_TEMPLATE, label="figures", show_label=False, elem_id="morph-figures")
     gif = gr.File(label="Morph (GIF)", elem_id="morph-gif")
+    announcement = live_region("morph")
     point = gr.Slider(0, 1, value=0.5, step=0.05, label="A point between start (0) and end (1)", elem_id="point",
                       info="Release to see the digit there, and what the classifier reads it as.")
     with gr.Row():
@@ -87,6 +99,7 @@ def build(context: Context) -> None:
         point_readings = gr.HTML(html_template=READINGS_TEMPLATE, label="probabilities", show_label=False,
                                  elem_id="point-readings")
     ends = [start_digit, start_seed, end_digit, end_seed]
-    start.click(handlers.morph, [*ends, frames], [figures, reading, gif], api_name="morph", **MODEL_EVENT)
+    morphing = start.click(handlers.morph, [*ends, frames], [figures, reading, gif], api_name="morph", **MODEL_EVENT)
+    announce(morphing, reading, announcement)
     gr.on([point.release, start.click], handlers.morph_point, [*ends, point], [point_figure, point_readings],
           api_name="morph_point", trigger_mode="always_last", **MODEL_EVENT)

@@ -7,27 +7,33 @@ import gradio as gr
 from diffusion import edit, media
 
 from .editing import AS_READ, BRUSH_SIZE, CANVAS_SIZE, EDIT_DIGIT_CHOICES, Editing, canvas_picture, edit_outputs
-from .shared import MODEL_EVENT, Context, digits_of, seed_box, show_on_phones, uploaded
+from .shared import (MODEL_EVENT, Context, announce, errors_shown_on_the_page, live_region, seed_box, show_on_phones,
+                     uploaded)
+
+PAINTED = "the part I painted"  # else one of edit.PARTS: a mask without a pointer
 
 
 class Repair:
     def __init__(self, editing: Editing):
         self.editing, self.pipe = editing, editing.context.pipe
 
-    def repair_in_editor(self, editor: dict | None, digit: str, seed: int):
-        """Repair's button: the editor's picture with the painted part filled in."""
+    def repair_in_editor(self, editor: dict | None, part: str, digit: str, seed: int):
+        """Repair's button: the editor's picture with the painted part (or the part chosen) filled in."""
         image = canvas_picture(editor, "background")
-        layers = [uploaded(layer["path"]) for layer in (editor or {}).get("layers") or []]
-        if not layers:
-            raise gr.Error("paint over the part of the digit to fill in, then press Repair")
-        for update in self.editing.run_edit(image, edit.mask_from_layers(layers, image.size), digit, 1.0, seed):
+        if part == PAINTED:
+            layers = [uploaded(layer["path"]) for layer in (editor or {}).get("layers") or []]
+            if not layers:
+                raise gr.Error("paint over the part of the digit to fill in (or pick a part), then press Repair")
+            mask = edit.mask_from_layers(layers, image.size)
+        else:
+            with errors_shown_on_the_page():
+                mask = edit.part_mask(part, image.size)
+        for update in self.editing.run_edit(image, mask, digit, 1.0, seed):
             yield update[:5]
 
     def repair_start(self, digit: str, seed: int) -> dict:
         """The repair editor's picture: a generated digit (any, for AS_READ), CANVAS_SIZE px."""
-        choice = random.Random(seed).randrange(10) if digit == AS_READ else digits_of(digit, all_ten=False)[0]
-        image = media.to_uint8(self.pipe.generate(self.pipe.settings([choice], seed)))[0]
-        return {"background": media.enlarge(image, CANVAS_SIZE), "layers": [], "composite": None}
+        return {"background": self.editing.generated_digit(digit, seed), "layers": [], "composite": None}
 
     @staticmethod
     def repair_from_file(file: dict | None) -> dict:
@@ -52,6 +58,7 @@ def build(context: Context, drawn: gr.File) -> None:
             with gr.Row():
                 use_drawing = gr.Button("Use my finished drawing", size="sm", elem_id="use-drawing")
                 new_digit = gr.Button("A new generated digit", size="sm", elem_id="new-digit")
+            part = gr.Radio([PAINTED, *edit.PARTS], value=PAINTED, label="Part to fill in", elem_id="repair-part")
             digit = gr.Radio(EDIT_DIGIT_CHOICES, value=AS_READ, label="Digit to make", elem_id="repair-digit")
             seed = seed_box(0, elem_id="repair-seed")
             button = gr.Button("Repair", variant="primary", elem_id="repair")
@@ -62,5 +69,7 @@ def build(context: Context, drawn: gr.File) -> None:
                       api_visibility="private")
     new_digit.click(lambda digit: handlers.repair_start(digit, random.randrange(2**32)), digit, editor,
                     api_visibility="private", **MODEL_EVENT)
-    button.click(handlers.repair_in_editor, [editor, digit, seed], outputs, api_visibility="private",
-                 js=show_on_phones("repair-status"), **MODEL_EVENT)
+    announcement = live_region("repair")
+    repairing = button.click(handlers.repair_in_editor, [editor, part, digit, seed], outputs, api_visibility="private",
+                             js=show_on_phones("repair-status"), **MODEL_EVENT)
+    announce(repairing, outputs[2], announcement)

@@ -30,50 +30,6 @@ SAVE_FAILED = ("the images were made but could not be saved for download ({reaso
 # Page-only events (a slider's range, a button's state): answered at once, not in the API.
 PAGE_EVENT = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
-# The browser scales 28 px digits up without blurring; pictures never overflow a phone's width.
-CSS = """
-.picture img, .figures img { image-rendering: pixelated; display: block; max-width: 100%; height: auto; margin: 0 auto; }
-.picture .label, .figures figcaption { text-align: center; margin: 6px 0; }
-.picture .placeholder { min-height: 480px; display: flex; align-items: center; justify-content: center; opacity: 0.7; }
-.figures { display: flex; flex-wrap: wrap; justify-content: center; gap: 8px 24px; }
-.figures figure { margin: 0; max-width: 100%; }
-#guidance-rows figure { flex-basis: 100%; }
-#status { min-height: 1.5em; text-align: center; }
-#denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
-#gif .empty, #png .empty, #morph-gif .empty, .download .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
-.edit-row .picture .placeholder { min-height: 240px; }
-#picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
-#picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
-#picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
-.readings .heading { text-align: center; margin: 4px auto; max-width: 620px; }
-.readings .panels { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 4px 16px; }
-.readings figure { margin: 0 auto; width: 100%; max-width: 300px; }
-.readings svg { display: block; width: 100%; height: auto; }
-.readings figcaption { text-align: center; font-size: 0.9em; }
-#probabilities .html-container, #morph-figures .html-container, #point-figures .html-container { padding: 0; }
-@media (max-width: 640px) { .gradio-container .main { padding-left: 12px !important; padding-right: 12px !important; } }
-"""
-
-
-def picture_template(placeholder: str) -> str:
-    """The live picture: one image, x_t above x0, with its labels outside it; before a run, what to do."""
-    return """<div class="picture">${value ? `
-  <p class="label">x<sub>t</sub>: the noisy sample (top half)</p>
-  <img src="${value.src}" alt="${value.alt}" style="width: ${value.width}px">
-  <p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>` :
-  `<p class="placeholder">""" + placeholder + """</p>`}</div>"""
-
-
-# Labelled pictures, side by side where they fit (one a row for the guidance scales).
-FIGURES_TEMPLATE = """<div class="figures">${(value || []).map(figure => `<figure>
-  <figcaption>${figure.label}</figcaption><img src="${figure.src}" alt="${figure.label}" style="width: ${figure.width}px">
-  </figure>`).join("")}</div>"""
-# What the classifier reads: a heading, then a panel (bars or a chart, as SVG) per digit.
-READINGS_TEMPLATE = """<div class="readings">${value ? `<p class="heading">${value.heading}</p>
-  <div class="panels">${value.panels.map(panel => `<figure>${panel.svg}<figcaption>${panel.caption}</figcaption>
-  </figure>`).join("")}</div>` : ""}</div>"""
-
-
 class Context:
     """What every tab's handlers work with: the pipeline, the classifier that reads what the model
     makes, where downloads are written, and the clock (injectable: tests of pacing need no real time)."""
@@ -143,22 +99,51 @@ def shown_width(image: np.ndarray, size: int) -> int:
     return image.shape[1] * media.crisp_scale(image.shape, size)
 
 
+def animation(frames: list[np.ndarray], fps: float = media.FPS) -> dict:
+    """A looping animation for the page: the GIF, and its last frame as the still shown while
+    paused (and, with reduced motion, until Play)."""
+    return {"src": media.data_url(media.gif_bytes(frames, fps=fps), "image/gif"), "still": media.png_data_url(frames[-1])}
+
+
 def picture(frames: list[np.ndarray], alt: str) -> dict:
-    """The live picture's value: one frame as a PNG, or many as the looping animation (a GIF)."""
-    src = media.png_data_url(frames[0]) if len(frames) == 1 else media.data_url(media.gif_bytes(frames), "image/gif")
-    return {"src": src, "width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt}
+    """The live picture's value: one frame as a PNG, or many as the looping animation."""
+    shown = {"src": media.png_data_url(frames[0])} if len(frames) == 1 else animation(frames)
+    return shown | {"width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt}
 
 
-def figure(label: str, image: np.ndarray, size: int) -> dict:
-    """A labelled picture for FIGURES_TEMPLATE."""
-    return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)}
+def figure(label: str, image: np.ndarray, size: int, alt: str | None = None) -> dict:
+    """A labelled picture for FIGURES_TEMPLATE; alt says what it shows where the label alone does not."""
+    return {"label": label, "src": media.png_data_url(image), "width": shown_width(image, size)} | (
+        {"alt": alt} if alt else {})
+
+
+def live_region(name: str) -> gr.HTML:
+    """Not shown: what a screen reader hears when a run starts and ends (HEAD makes it a polite live
+    region), rather than every preview."""
+    return gr.HTML("", elem_id=f"{name}-announcement", elem_classes=["live-region", "sr-only"], js_on_load=None)
+
+
+def announce(event, said: gr.Component | str, region: gr.HTML):
+    """Once event has ended, region says `said`: a component's value (a status), or a sentence."""
+    if isinstance(said, str):
+        event.then(lambda: said, None, region, **PAGE_EVENT)
+    else:
+        event.then(lambda text: text, said, region, **PAGE_EVENT)
+
+
+def hand_focus(event, from_id: str, to_id: str) -> None:
+    """Once event has ended, the focus goes from the button from_id (which it disabled: the browser
+    drops the focus) to to_id, for those on a keyboard; focus elsewhere is left where it is."""
+    event.then(None, js=f"""() => {{ const here = document.activeElement;
+        if (here === document.body || here.id === "{from_id}") document.getElementById("{to_id}").focus(); }}""")
 
 
 def show_on_phones(element_id: str) -> str:
     """JavaScript for a button: on a narrow screen, where the picture is below the controls, bring
     the element (the status above it) into view. It hands the event's inputs on unchanged."""
     return ("(...inputs) => { if (window.innerWidth < 700) document.querySelector('#" + element_id +
-            "').scrollIntoView({behavior: 'smooth', block: 'start'}); return inputs; }")
+            "').scrollIntoView({behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : "
+            "'smooth', block: 'start'}); return inputs; }")
 
 
 def guided_where(pipe: Pipeline, subject: str) -> str:

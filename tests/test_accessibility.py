@@ -1,0 +1,287 @@
+"""Every student can use the page (WCAG 2.2 AA), checked in Chromium on a desktop (1280x900) and
+a phone (390x844):
+
+- axe-core finds no serious or critical violation on any of the six tabs, before and after a run;
+  the moderate and minor findings are printed (docs/accessibility.md says why each is left);
+- the keyboard alone skips to the controls, runs Generate and Stop, a morph, a drawing started
+  from a generated digit, and a repair of a chosen part, with a visible focus all the way;
+- a screen reader hears a run start and end in a polite live region, not every preview;
+- every looping animation has a Pause button, and with prefers-reduced-motion nothing loops
+  until Play is pressed; every picture has alternative text saying what it shows.
+
+Needs Chromium (as tests/test_browser.py) and axe-core, which `npm ci --prefix tests` installs
+(.ci/run does). Screenshots of focus states and paused animations go to the folder it prints.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, VIEWPORTS
+
+pytestmark = pytest.mark.slow  # needs Chromium and axe-core: see docs/testing.md
+AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+TABS = ("Generate", "How guidance works", "Morph", "Draw", "Repair", "Forward process")
+MAX_TAB_PRESSES = 60
+# The page's focused element: what it is, and whether a person can see it (on screen, with an outline).
+FOCUSED = """() => { const e = document.activeElement; const r = e.getBoundingClientRect();
+    const style = getComputedStyle(e);
+    return {tag: e.tagName, id: e.id, role: e.getAttribute("role") || "", text: (e.innerText || e.value || "").trim().slice(0, 40),
+            label: e.getAttribute("aria-label") || "", inside: e.closest("[id]") ? e.closest("[id]").id : "",
+            visible: r.width > 0 && r.height > 0 && r.bottom > 0 && r.top < window.innerHeight,
+            outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2}; }"""
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.fail(f"the accessibility test needs axe-core at {AXE}: npm ci --prefix tests "
+                    "(or leave the slow tests out: -m 'not slow')")
+    return AXE.read_text()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory, request) -> Path:
+    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("a11y-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\naccessibility screenshots: {folder}")
+    return folder
+
+
+def axe_findings(page, axe_source: str) -> list[dict]:
+    """axe-core's violations of WCAG 2.0-2.2 A and AA and its best practices on the page as it is now."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(content=axe_source)
+    result = page.evaluate("(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS)
+    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+             "where": [node["target"] for node in v["nodes"]][:5]} for v in result["violations"]]
+
+
+def run_in_tab(page, tab: str) -> None:
+    """The tab's main action, with the mouse, waited for to its end."""
+    from playwright.sync_api import expect
+    if tab == "Generate":
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(page.locator("#generate")).to_be_enabled()
+    elif tab == "How guidance works":
+        page.locator("#compare").click()
+        expect(page.locator("#guidance-rows img")).to_have_count(6, timeout=60_000)
+    elif tab == "Morph":
+        page.locator("#morph").click()
+        expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+    elif tab == "Draw":
+        page.locator("#draw-example").click()
+        page.wait_for_timeout(500)  # the canvas takes its picture before Finish reads it
+        page.locator("#draw").click()
+        expect(page.locator("#draw-status")).to_contain_text("Finished as a", timeout=60_000)
+    elif tab == "Repair":
+        page.locator("#repair-part").get_by_label("bottom half", exact=True).check()
+        page.locator("#repair").click()
+        expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
+    else:
+        expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_source, shots, viewport, capsys):
+    url, _ = gated_app
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    serious, lesser = [], set()
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        for tab in TABS:
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_timeout(300)  # the tab's content shown
+            for moment in ("before", "after"):
+                if moment == "after":
+                    run_in_tab(page, tab)
+                    page.wait_for_timeout(500)  # the buttons' colour transitions over: what a person sees
+                findings = axe_findings(page, axe_source)
+                serious += [(tab, moment, f) for f in findings if f["impact"] in ("serious", "critical")]
+                lesser |= {(f["id"], f["impact"]) for f in findings if f["impact"] not in ("serious", "critical")}
+                page.screenshot(path=shots / f"{viewport}-axe-{TABS.index(tab) + 1}-{moment}.png", full_page=True)
+    finally:
+        page.close()
+    with capsys.disabled():
+        print(f"\naxe ({viewport}): moderate and minor findings left: {sorted(lesser) or 'none'}")
+    assert not serious, "\n".join(f"{tab} ({moment}): {f['id']} ({f['impact']}): {f['help']} at {f['where']}"
+                                  for tab, moment, f in serious)
+
+
+def press_until(page, is_there, what: str, key: str = "Tab") -> int:
+    """Press key (Tab, or Shift+Tab to go back) until is_there(the focused element); how many presses it took."""
+    for presses in range(1, MAX_TAB_PRESSES + 1):
+        page.keyboard.press(key)
+        focused = page.evaluate(FOCUSED)
+        if is_there(focused):
+            assert focused["visible"], f"{what}: focused but not on screen: {focused}"
+            return presses
+    raise AssertionError(f"{what}: not reached in {MAX_TAB_PRESSES} presses of {key}")
+
+
+def open_tab(page, name: str) -> None:
+    """Back up to the tab list with Shift+Tab, and open the tab named `name` with Enter."""
+    press_until(page, lambda f: f["role"] == "tab", "the tab list", "Shift+Tab")
+    key = "Tab" if page.evaluate(FOCUSED)["text"] != name else None
+    if key:
+        order = page.evaluate("""() => [...document.querySelectorAll('[role=tab]')].map(t => t.innerText.trim())""")
+        key = "Tab" if order.index(name) > order.index(page.evaluate(FOCUSED)["text"]) else "Shift+Tab"
+        press_until(page, lambda f: f["role"] == "tab" and f["text"] == name, f"the {name} tab", key)
+    page.keyboard.press("Enter")
+
+
+def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, gated_app, shots, capsys):
+    from playwright.sync_api import expect
+    url, gate = gated_app
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    report = []
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        # The first Tab shows "Skip to the controls"; Enter takes the focus to the open tab's first control.
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        assert focused["text"] == "Skip to the controls" and focused["visible"] and focused["outline"], focused
+        page.screenshot(path=shots / "keyboard-1-skip-link.png")
+        page.keyboard.press("Enter")
+        assert page.evaluate(FOCUSED)["inside"] == "digit", "the skip link leads to the Digit choice"
+        page.keyboard.press("ArrowRight")  # the digit after 3
+        expect(page.locator("#digit input[value='4']")).to_be_checked()
+        presses = press_until(page, lambda f: f["id"] == "generate", "Generate")
+        report.append(f"Generate {presses} presses of Tab after the skip link")
+        focused = page.evaluate(FOCUSED)
+        assert focused["outline"], "the focused button shows it"
+        page.screenshot(path=shots / "keyboard-2-generate-focused.png")
+        page.keyboard.press("Enter")
+        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Digit 4")
+
+        # Generate hands the focus back when its run ends; Stop has it while a run goes.
+        expect(page.locator("#generate")).to_be_focused()
+        gate.hold()  # the next run waits at its first forward pass: Stop lands mid-run on any machine
+        page.keyboard.press("Enter")
+        expect(page.locator("#stop")).to_be_focused(timeout=60_000)
+        assert page.evaluate(FOCUSED)["outline"], "the focus on Stop shows"
+        page.screenshot(path=shots / "keyboard-3-stop-focused.png")
+        gate.allow(2)
+        page.keyboard.press("Enter")
+        gate.open()
+        expect(page.locator("#status")).to_contain_text("Stopped", timeout=60_000)
+        expect(page.locator("#generate")).to_be_focused()
+
+        # Morph: back to the tab list, and along it.
+        open_tab(page, "Morph")
+        expect(page.get_by_role("tab", name="Morph")).to_have_attribute("aria-selected", "true")
+        presses = press_until(page, lambda f: f["id"] == "morph", "Morph's button")
+        report.append(f"Morph {presses} presses of Tab from its tab")
+        page.keyboard.press("Enter")
+        expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+
+        # Draw: no pointer needed to start a drawing.
+        open_tab(page, "Draw")
+        press_until(page, lambda f: f["id"] == "draw-example", "Start from a generated digit")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)
+        press_until(page, lambda f: f["id"] == "draw", "Finish my digit")
+        page.keyboard.press("Enter")
+        expect(page.locator("#draw-status")).to_contain_text("Finished as a", timeout=60_000)
+
+        # Repair: a part chosen from the keyboard instead of painted.
+        open_tab(page, "Repair")
+        press_until(page, lambda f: f["inside"] == "repair-part", "Part to fill in")
+        page.keyboard.press("ArrowRight")  # from "the part I painted" to "top half"
+        expect(page.locator("#repair-part input[value='top half']")).to_be_checked()
+        press_until(page, lambda f: f["id"] == "repair", "Repair's button")
+        page.keyboard.press("Enter")
+        expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
+        page.screenshot(path=shots / "keyboard-4-repaired.png", full_page=True)
+    finally:
+        gate.open()
+        page.close()
+    with capsys.disabled():
+        print("\nkeyboard: " + "; ".join(report))
+
+
+def test_a_screen_reader_hears_a_run_start_and_end_not_each_step(browser, gated_app):
+    """The live region says the run is waiting, then its result, and nothing between: a 50-step run's
+    previews stay in the status, which is not a live region."""
+    from playwright.sync_api import expect
+    url, _ = gated_app
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        region = page.locator("#generate-announcement .prose")
+        expect(region).to_have_attribute("aria-live", "polite")
+        expect(region).to_have_attribute("role", "status")
+        page.evaluate("""() => { window.announced = [];
+            const region = document.querySelector("#generate-announcement .prose");
+            new MutationObserver(() => window.announced.push(region.innerText.trim()))
+                .observe(region, {childList: true, subtree: true, characterData: true}); }""")
+        page.locator("#sampler").get_by_label("DDIM", exact=True).check()
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(region).to_contain_text("made in")
+        said = [text for text in dict.fromkeys(page.evaluate("window.announced")) if text]
+        assert len(said) == 2 and said[0].startswith("Waiting") and "made in" in said[1], said
+        assert page.locator("#status").get_attribute("aria-live") is None
+        assert page.locator("#generate-announcement").get_attribute("role") is None, "Gradio's timer is not read out"
+    finally:
+        page.close()
+
+
+def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, shots):
+    """A finished run loops with a Pause button under it, which shows its last frame and turns into
+    Play; with prefers-reduced-motion: reduce, the page starts on that still and plays on request."""
+    from playwright.sync_api import expect
+    url, _ = gated_app
+    for motion in ("no-preference", "reduce"):
+        page = browser.new_page(viewport=VIEWPORTS["desktop"], reduced_motion=motion)
+        try:
+            page.goto(url)
+            page.locator("#generate").click()
+            expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+            picture, button = page.locator("#denoising img"), page.locator("#denoising .play-pause")
+            playing = motion == "no-preference"
+            expect(button).to_have_text("Pause animation" if playing else "Play animation")
+            assert picture.get_attribute("src").startswith("data:image/gif" if playing else "data:image/png")
+            button.click()
+            expect(button).to_have_text("Play animation" if playing else "Pause animation")
+            assert picture.get_attribute("src").startswith("data:image/png" if playing else "data:image/gif")
+            page.screenshot(path=shots / f"motion-{motion}-after-one-press.png")
+            # The morph's loop too.
+            page.get_by_role("tab", name="Morph").click()
+            page.locator("#morph").click()
+            expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+            loop = page.locator("#morph-figures img").first
+            assert loop.get_attribute("src").startswith("data:image/gif" if playing else "data:image/png")
+            expect(page.locator("#morph-figures .play-pause")).to_have_text("Pause animation" if playing else "Play animation")
+        finally:
+            page.close()
+
+
+def test_every_picture_says_what_it_shows(browser, gated_app):
+    """After a run on each tab, every picture has alternative text beyond a file name, and the
+    classifier's charts say their numbers."""
+    url, _ = gated_app
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        for tab in TABS:
+            page.get_by_role("tab", name=tab).click()
+            run_in_tab(page, tab)
+            alts = page.evaluate("""() => [...document.querySelectorAll("[role=tabpanel] img")]
+                .filter(img => img.offsetParent !== null)
+                .map(img => img.getAttribute("alt") || "")""")
+            assert alts and all(len(alt) >= 15 for alt in alts), (tab, alts)
+        page.get_by_role("tab", name="Generate").click()
+        chart = page.locator("#probabilities svg").first.get_attribute("aria-label")
+        assert "step 1:" in chart and "%" in chart, chart
+    finally:
+        page.close()

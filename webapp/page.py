@@ -93,8 +93,8 @@ CSS = """
 .skip-link { position: absolute; left: 8px; top: -100px; z-index: 100; padding: 8px 14px; border-radius: 6px;
   background: var(--primary-700); color: white !important; transition: none !important; }
 .skip-link:focus { top: 8px; }
-/* Focus that shows, 3:1 against white and the controls: keyboard users see where they are. */
-:focus-visible { outline: 3px solid var(--primary-700) !important; outline-offset: 2px; }
+/* Focus that shows at once, in the text's colour: clear on white, on the orange buttons, and in dark mode. */
+:focus-visible { outline: 3px solid var(--body-text-color) !important; outline-offset: 2px; transition: none !important; }
 /* The drawing editors' toolbar buttons (Pan, Zoom, Undo...): at least 24 x 24 px to touch. */
 #canvas .icon-button-wrapper button.icon-button, #repair-editor .icon-button-wrapper button.icon-button {
   min-width: 24px; min-height: 24px; justify-content: center; }

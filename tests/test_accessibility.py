@@ -121,7 +121,7 @@ def run_in_tab(page, tab: str) -> None:
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_source, shots, viewport, capsys):
     from playwright.sync_api import expect
-    url, _ = gated_app
+    url, gate = gated_app
     page = browser.new_page(viewport=VIEWPORTS[viewport])
     serious, lesser = [], set()
     try:
@@ -130,15 +130,24 @@ def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_sourc
         for tab in TABS:
             page.get_by_role("tab", name=tab).click()
             expect(page.locator(TABS[tab])).to_be_visible(timeout=60_000)
-            for moment in ("before", "after"):
-                if moment == "after":
+            for moment in ("before", "during", "after") if tab == "Generate" else ("before", "after"):
+                if moment == "during":  # a run held at its first step: Stop is the live button
+                    gate.hold()
+                    page.locator("#generate").click()
+                    expect(page.locator("#stop")).to_be_enabled(timeout=60_000)
+                if moment == "after" and tab == "Generate":  # the held run let through to its end
+                    gate.open()
+                    expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+                    expect(page.locator("#generate")).to_be_enabled()
+                elif moment == "after":
                     run_in_tab(page, tab)
-                    page.wait_for_function(TRANSITIONS_OVER)  # the buttons' colours as a person sees them
+                page.wait_for_function(TRANSITIONS_OVER)  # the buttons' colours as a person sees them
                 findings = axe_findings(page, axe_source)
                 serious += [(tab, moment, f) for f in findings if f["impact"] in ("serious", "critical")]
                 lesser |= {(f["id"], f["impact"]) for f in findings if f["impact"] not in ("serious", "critical")}
                 page.screenshot(path=shots / f"{viewport}-axe-{list(TABS).index(tab) + 1}-{moment}.png", full_page=True)
     finally:
+        gate.open()
         page.close()
     with capsys.disabled():
         print(f"\naxe ({viewport}): moderate and minor findings left: {sorted(lesser) or 'none'}")

@@ -13,6 +13,8 @@ THEME = gr.themes.Default().set(
     button_primary_border_color="*primary_700", button_primary_border_color_dark="*primary_700",
     button_primary_border_color_hover="*primary_800", button_primary_border_color_hover_dark="*primary_800",
     color_accent="*primary_700",  # the selected tab's name, a slider's track, a ticked box
+    # Stop while a run goes: white on red #ef4444 is 3.8:1; on #b91c1c (Gradio's dark-mode red) 6.5:1.
+    button_cancel_background_fill="#b91c1c", button_cancel_background_fill_hover="#991b1b",
     link_text_color_visited="*secondary_600",
 )
 

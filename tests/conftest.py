@@ -1,3 +1,4 @@
+import io
 import math
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from diffusion import (
     NoiseSchedule,
@@ -148,6 +150,22 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory, request) -> Path:
+    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    capsys = request.config.pluginmanager.getplugin("capturemanager")
+    with capsys.global_and_fixture_disabled():
+        print(f"\nbrowser screenshots: {folder}")
+    return folder
+
+
+def dark_share(screenshot: bytes) -> float:
+    """The share of a screenshot's pixels that are dark (ink on the white canvas)."""
+    grey = Image.open(io.BytesIO(screenshot)).convert("L")
+    return sum(grey.histogram()[:80]) / (grey.width * grey.height)
 
 
 class Gate:

@@ -14,14 +14,12 @@ Needs Chromium (as tests/test_browser.py) and axe-core, which `npm ci --prefix t
 """
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT, VIEWPORTS, wait_until
+from .conftest import ROOT, VIEWPORTS, dark_share, wait_until
 
 pytestmark = pytest.mark.slow  # needs Chromium and axe-core: see docs/testing.md
 AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
@@ -38,10 +36,6 @@ FOCUSED = """() => { const e = document.activeElement; const r = e.getBoundingCl
     return {tag: e.tagName, id: e.id, role: e.getAttribute("role") || "", text: (e.innerText || e.value || "").trim().slice(0, 40),
             label: e.getAttribute("aria-label") || "", inside: e.closest("[id]") ? e.closest("[id]").id : "",
             visible: r.width > 0 && r.height > 0 && r.bottom > 0 && r.top < window.innerHeight}; }"""
-
-
-def dark_share(png: bytes) -> float:
-    return float((np.asarray(Image.open(io.BytesIO(png)).convert("L")) < 80).mean())
 
 
 def wait_for_a_digit_on_the_canvas(page) -> None:
@@ -72,15 +66,6 @@ def axe_source() -> str:
         pytest.fail(f"the accessibility test needs axe-core at {AXE}: npm ci --prefix tests "
                     "(or leave the slow tests out: -m 'not slow')")
     return AXE.read_text()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory, request) -> Path:
-    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("a11y-screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-        print(f"\naccessibility screenshots: {folder}")
-    return folder
 
 
 def axe_findings(page, axe_source: str) -> list[dict]:
@@ -119,7 +104,7 @@ def run_in_tab(page, tab: str) -> None:
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_source, shots, viewport, capsys):
+def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_source, screenshots, viewport, capsys):
     from playwright.sync_api import expect
     url, gate = gated_app
     page = browser.new_page(viewport=VIEWPORTS[viewport])
@@ -145,7 +130,7 @@ def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_sourc
                 findings = axe_findings(page, axe_source)
                 serious += [(tab, moment, f) for f in findings if f["impact"] in ("serious", "critical")]
                 lesser |= {(f["id"], f["impact"]) for f in findings if f["impact"] not in ("serious", "critical")}
-                page.screenshot(path=shots / f"{viewport}-axe-{list(TABS).index(tab) + 1}-{moment}.png", full_page=True)
+                page.screenshot(path=screenshots / f"{viewport}-axe-{list(TABS).index(tab) + 1}-{moment}.png", full_page=True)
     finally:
         gate.open()
         page.close()
@@ -177,7 +162,7 @@ def open_tab(page, name: str) -> None:
     page.keyboard.press("Enter")
 
 
-def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, gated_app, shots, capsys):
+def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, gated_app, screenshots, capsys):
     """Skip link, arrow keys, Enter and Tab only; the focus ring is on screen at each stop."""
     from playwright.sync_api import expect
     url, gate = gated_app
@@ -191,7 +176,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         focused = page.evaluate(FOCUSED)
         assert focused["text"] == "Skip to the controls" and focused["visible"], focused
         assert focus_ring_drawn(page), "the skip link's focus shows"
-        page.screenshot(path=shots / "keyboard-1-skip-link.png")
+        page.screenshot(path=screenshots / "keyboard-1-skip-link.png")
         page.keyboard.press("Enter")
         assert page.evaluate(FOCUSED)["inside"] == "digit", "the skip link leads to the Digit choice"
         page.keyboard.press("ArrowRight")  # the digit after 3
@@ -199,7 +184,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         presses = press_until(page, lambda f: f["id"] == "generate", "Generate")
         report.append(f"Generate {presses} presses of Tab after the skip link")
         assert focus_ring_drawn(page), "the focused button shows it, at once"
-        page.screenshot(path=shots / "keyboard-2-generate-focused.png")
+        page.screenshot(path=screenshots / "keyboard-2-generate-focused.png")
         page.keyboard.press("Enter")
         expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
         expect(page.locator("#status")).to_contain_text("Digit 4")
@@ -210,7 +195,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         page.keyboard.press("Enter")
         expect(page.locator("#stop")).to_be_focused(timeout=60_000)
         assert focus_ring_drawn(page), "the focus on Stop shows"
-        page.screenshot(path=shots / "keyboard-3-stop-focused.png")
+        page.screenshot(path=screenshots / "keyboard-3-stop-focused.png")
         gate.allow(2)
         page.keyboard.press("Enter")
         gate.open()
@@ -242,7 +227,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         press_until(page, lambda f: f["id"] == "repair", "Repair's button")
         page.keyboard.press("Enter")
         expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
-        page.screenshot(path=shots / "keyboard-4-repaired.png", full_page=True)
+        page.screenshot(path=screenshots / "keyboard-4-repaired.png", full_page=True)
     finally:
         gate.open()
         page.close()
@@ -278,7 +263,7 @@ def test_a_screen_reader_hears_a_run_start_and_end_not_each_step(browser, gated_
         page.close()
 
 
-def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, shots):
+def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, screenshots):
     """A finished run loops with a Pause button under it, which shows its last frame and turns into
     Play; with prefers-reduced-motion: reduce, the page starts on that still and plays on request."""
     from playwright.sync_api import expect
@@ -296,7 +281,7 @@ def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, s
             button.click()
             expect(button).to_have_text("Play animation" if playing else "Pause animation")
             assert picture.get_attribute("src").startswith("data:image/png" if playing else "data:image/gif")
-            page.screenshot(path=shots / f"motion-{motion}-after-one-press.png")
+            page.screenshot(path=screenshots / f"motion-{motion}-after-one-press.png")
             # The morph's loop too.
             page.get_by_role("tab", name="Morph").click()
             page.locator("#morph").click()

@@ -31,7 +31,7 @@ from PIL import Image, ImageSequence
 import webapp
 from diffusion import Pipeline
 
-from .conftest import VIEWPORTS, Gate, free_port, wait_until
+from .conftest import VIEWPORTS, Gate, dark_share, free_port, wait_until
 
 pytestmark = pytest.mark.slow  # needs Chromium: see docs/testing.md
 README_VIEWS = {"desktop": "app.png", "phone": "app-phone.png"}
@@ -58,16 +58,6 @@ FIRST_READING = """() => {
             lines: svg.querySelectorAll("polyline").length, marked: svg.querySelectorAll("circle").length};
 }"""
 MIN_READING_PX = {"desktop": 150, "phone": 150}  # a panel's width: its ten bars and their digits readable
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory, request) -> Path:
-    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    capsys = request.config.pluginmanager.getplugin("capturemanager")
-    with capsys.global_and_fixture_disabled():
-        print(f"\nbrowser screenshots: {folder}")
-    return folder
 
 
 def picture_gif(page, selector: str = "#denoising img") -> Image.Image:
@@ -350,12 +340,6 @@ def stroke(page, canvas, points, touch) -> None:
         for x, y in at[1:]:
             touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
         touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-
-def dark_share(screenshot: bytes) -> float:
-    """The share of a screenshot's pixels that are dark (ink on the white canvas)."""
-    grey = Image.open(io.BytesIO(screenshot)).convert("L")
-    return sum(grey.histogram()[:80]) / (grey.width * grey.height)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

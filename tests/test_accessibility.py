@@ -39,7 +39,9 @@ FOCUSED = """() => { const e = document.activeElement; const r = e.getBoundingCl
 
 
 def wait_for_a_digit_on_the_canvas(page) -> None:
-    """Until Draw's canvas shows the generated digit, for Finish to read."""
+    """Until Draw says a generated digit is on its canvas, and the canvas shows it."""
+    from playwright.sync_api import expect
+    expect(page.locator("#draw-announcement")).to_contain_text("on the canvas", timeout=120_000)
     canvas = page.locator("#canvas canvas").first
     wait_until(lambda: dark_share(canvas.screenshot()) > 0.02, "the generated digit on the canvas")
 

@@ -47,7 +47,8 @@ def build(context: Context) -> gr.File:
         with gr.Column(scale=2):
             outputs = edit_outputs("draw", "Draw a digit, then press Finish my digit.")
     announcement = live_region("draw")
-    example.click(handlers.example, [digit, seed], canvas, api_visibility="private", **MODEL_EVENT)
+    starting = example.click(handlers.example, [digit, seed], canvas, api_visibility="private", **MODEL_EVENT)
+    announce(starting, "A generated digit is on the canvas: press Finish my digit, or draw over it.", announcement)
     finishing = button.click(handlers.draw_on_canvas, [canvas, digit, strength, seed], outputs,
                              api_visibility="private", js=show_on_phones("draw-status"), **MODEL_EVENT)
     announce(finishing, outputs[2], announcement)

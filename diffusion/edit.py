@@ -4,11 +4,12 @@
     python -m diffusion.edit repair my-three.png --mask bottom-half.png --out repaired.png
 
 - `open_picture` reads an uploaded file, checking its size and pixel count before decoding it.
-- `to_model_input` brings any picture of a digit into the model's world the way MNIST's digits
-  were made (LeCun et al., "The MNIST database"): the strokes' bounding box scaled, keeping its
-  proportions, to fit a 20x20 box, then placed so that the strokes' centre of mass is at the
-  centre of the 28x28 image. It also evens out a thin pen: strokes much thinner than MNIST's (a
-  mouse's one-pixel line) are thickened towards MNIST's median width.
+- `to_model_input` brings any picture of a digit (a drawing, a scan, a phone's photo of paper:
+  `paper.ink` finds its ink) into the model's world the way MNIST's digits were made (LeCun et
+  al., "The MNIST database"): the strokes' bounding box scaled, keeping its proportions, to fit a
+  20x20 box, then placed so that the strokes' centre of mass is at the centre of the 28x28 image. It also evens out a thin pen: strokes much thinner than MNIST's (a
+  mouse's one-pixel line) are thickened towards MNIST's median width. `read_digit` reads the
+  digit it shows, and refuses a picture the classifier is unsure of.
 - `draw_steps` is SDEdit (Meng et al. 2022): noise the picture part of the way, then denoise it
   towards the digit asked for. `repair_steps` is inpainting: the model fills in a masked part,
   while the kept pixels are given to it at every step (samplers.with_known_pixels).
@@ -28,6 +29,7 @@ from . import cli
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, load_classifier
 from .media import denoising_animation, enlarge, save_animation, save_png, to_uint8
+from .paper import ink
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
 from .samplers import Steps
 from .settings import SettingError, Settings, is_number
@@ -35,6 +37,7 @@ from .settings import SettingError, Settings, is_number
 IMAGE_SIZE = 28
 DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
 MIN_INK = 0.1  # of the strongest stroke: fainter pixels are paper, not ink, when finding the strokes' box
+FAINTEST = 0.15  # the least darkness of a picture's strokes, relative to their paper (paper.ink)
 # MNIST's stroke width, in pixels at 28x28: 2.34 at the median, 1.56 at the 5th percentile (the first
 # 2,000 test digits, by stroke_width). A thinner pen is thickened towards the median.
 MNIST_STROKE_WIDTH, THINNEST = 2.34, 1.56
@@ -43,6 +46,9 @@ MNIST_STROKE_WIDTH, THINNEST = 2.34, 1.56
 MAX_FILE_BYTES = 20_000_000
 MAX_PIXELS = 25_000_000
 WORK_SIDE = 1024  # px: larger pictures are reduced to this before their strokes are found
+# Reading a picture's digit (rather than being told it): the classifier must be at least this sure,
+# so that a picture of something else is not made into an invented digit.
+SURE = 0.5
 # Draw's defaults: a drawing noised 70% of the way keeps its layout and comes out MNIST-like. It has
 # fewer steps left to become the digit asked for than a sample from noise, and stronger guidance
 # makes up for it: the worst of tests/edit_survey.py's four pens read as asked 97.4% at guidance
@@ -56,7 +62,11 @@ class PictureError(ValueError):
 
 
 class EmptyImageError(PictureError):
-    """A picture with no strokes in it: empty, or one flat colour."""
+    """A picture with no strokes in it: empty, one flat colour, or marks too faint to be ink."""
+
+
+class NotADigitError(PictureError):
+    """A picture that the classifier cannot read as a digit with confidence (SURE)."""
 
 
 def open_picture(path: str | os.PathLike) -> Image.Image:
@@ -87,17 +97,16 @@ def open_picture(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def ink(image: Image.Image) -> np.ndarray:
-    """How much ink each pixel holds, 0 to 1 (H, W). On a transparent canvas the strokes are what
-    is opaque; on an opaque picture, ink is what differs from the background, taken to be the
-    shade of most of its border (light paper, or black as in MNIST)."""
-    rgba = np.asarray(image.convert("RGBA"), np.float32) / 255
-    alpha = rgba[..., 3]
-    if alpha.min() < 0.5:
-        return alpha
-    grey = np.asarray(image.convert("L"), np.float32) / 255
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return 1 - grey if np.median(border) > 0.5 else grey
+def read_digit(classifier, model_input: torch.Tensor, sure: float = SURE) -> int:
+    """The digit that a model input (1, 1, 28, 28) shows, as the classifier reads it. Raises
+    NotADigitError where it gives no digit at least `sure`: a picture of something else, or of an
+    empty page's printed lines, is not made into an invented digit."""
+    probabilities = class_probabilities(classifier, model_input)[0]
+    if probabilities.max() < sure:
+        raise NotADigitError(f"this does not look like a digit: the classifier is at most {probabilities.max():.0%} sure "
+                             f"(it reads a {int(probabilities.argmax())}) and asks for {sure:.0%}. Upload a clear "
+                             "picture of one digit, or choose the digit to make.")
+    return int(probabilities.argmax())
 
 
 def stroke_width(amount: np.ndarray) -> float:
@@ -144,8 +153,9 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     Raises EmptyImageError for a picture without strokes."""
     amount = ink(image)
     strongest = amount.max()
-    if strongest - amount.min() < MIN_INK:
-        raise EmptyImageError("the picture is empty or one flat colour: draw or upload a digit")
+    if strongest - amount.min() < FAINTEST:
+        raise EmptyImageError(f"the picture is empty or one flat colour, or its marks take less than {FAINTEST:.0%} of "
+                              "the paper's light: draw or upload a digit")
     amount = amount / strongest
     top, bottom, left, right = strokes_box(amount)
     amount = thicken_thin_strokes(amount, max(bottom - top, right - left) / DIGIT_BOX)
@@ -289,7 +299,10 @@ def main() -> None:
         p.error(f"{e.strerror if isinstance(e, OSError) else e} ({args.picture}{'' if args.mask is None else ', ' + args.mask})")
     digit = args.digit
     if digit is None:
-        digit = int(class_probabilities(load_classifier(CLASSIFIER_PATH), model_input).argmax())
+        try:
+            digit = read_digit(load_classifier(CLASSIFIER_PATH), model_input)
+        except NotADigitError as e:
+            p.error(f"{e} ({args.picture})")
         print(f"the picture reads as a {digit}")
     pipe = Pipeline.load(args.weights, device=args.device)
     with cli.settings_as_flags(p, {"digits": "--digit", "strength": "--strength", "seed": "--seed", "mask": "--mask"}):

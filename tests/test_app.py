@@ -33,6 +33,7 @@ from webapp.shared import Context
 
 from .conftest import ROOT, generate_handlers, free_port, library_image, record_labels, rows_of, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
+from . import photo_survey
 
 
 class FakeClock:
@@ -538,6 +539,8 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
     bad_draws = [
         (upload("white.png", Image.new("RGB", (300, 300), "white")), 0.7, "the picture is empty or one flat colour"),
         (upload("black.png", Image.new("L", (300, 300))), 0.7, "the picture is empty or one flat colour"),
+        (upload("blank-page.jpg", photo_survey.blank_photo("ruled paper", np.random.default_rng(0))), 0.7,
+         "the picture is empty or one flat colour, or its marks take less than 15% of the paper's light"),
         (upload("huge.png", Image.new("1", (10_000, 10_000))), 0.7, "10,000 x 10,000 pixels; pictures may have up to"),
         (upload("notes.png", b"not a picture at all"), 0.7, "not a picture this app can read"),
         (three, 0, "strength must be a number above 0 and at most 1, not 0"),

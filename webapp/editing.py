@@ -34,7 +34,7 @@ class Editing:
         pipe, classifier, clock = self.context.pipe, self.context.classifier, self.context.clock
         with errors_shown_on_the_page():
             model_input, mask = edit.to_model_input(image, mask)
-        read_as = int(class_probabilities(classifier, model_input).argmax())
+            read_as = edit.read_digit(classifier, model_input, sure=edit.SURE if digit == AS_READ else 0)
         digits = [read_as] if digit == AS_READ else digits_of(digit, all_ten=False)
         figures = self.input_figures(model_input, mask, read_as)
         what = "your drawing" if mask is None else "your repair"

@@ -16,11 +16,12 @@ from scipy import ndimage
 # any stroke), then over windows STROKES_IN_WINDOW times the strokes' thickness, narrowed at most
 # NARROWINGS times.
 PAPER_WINDOW, STROKES_IN_WINDOW, NARROWINGS = 0.25, 3, 4
-# Ink counts from FAINT of the strokes' typical darkness and fully from SOLID: a page's printed lines
-# are fainter than a pen.
+# In a photo, ink counts from FAINT of the strokes' typical darkness and fully from SOLID: a page's
+# printed lines are fainter than a pen.
 FAINT, SOLID = 0.5, 0.7
-# A photo (noise above NOISY, in shades 0 to 1) is blurred by SMOOTHING of its longer side first.
-SMOOTHING, NOISY = 1 / 400, 0.001
+# A photo (any noise: a drawing's paper is flat) is blurred by SMOOTHING of its longer side first. A
+# drawing keeps its ink's shades as drawn.
+SMOOTHING = 1 / 400
 # Printed lines: thin pieces that run off the picture's edge, or are straight and LINE of its side long;
 # and whole pieces that run off the edge and are RULING times longer than thick (a blank page's).
 LINE, RULING = 0.15, 40
@@ -35,7 +36,8 @@ def ink(image: Image.Image) -> np.ndarray:
     if alpha.min() < 0.5:
         return alpha
     grey = np.asarray(image.convert("L"), np.float32) / 255
-    if noise(grey) > NOISY:  # a photo's: evened out, while a drawing's hair-thin strokes stay as dark as drawn
+    photo = noise(grey) > 0
+    if photo:  # its noise evened out, while a drawing's hair-thin strokes stay as dark as drawn
         grey = ndimage.gaussian_filter(grey, SMOOTHING * max(grey.shape))
     if strokes_are_light(grey):
         grey = 1 - grey
@@ -44,7 +46,7 @@ def ink(image: Image.Image) -> np.ndarray:
     # thinner strokes, until the windows stop narrowing.
     window = PAPER_WINDOW * max(grey.shape)
     for _ in range(NARROWINGS):
-        strokes = strong_ink(grey, window)
+        strokes = strong_ink(grey, window, photo)
         narrower = STROKES_IN_WINDOW * max(thickness(strokes), 1)
         if narrower > 0.9 * window:
             break
@@ -58,10 +60,13 @@ def noise(grey: np.ndarray) -> float:
     return float(np.median(np.abs(grey - ndimage.uniform_filter(grey, 3, mode="nearest"))))
 
 
-def strong_ink(grey: np.ndarray, window: float) -> np.ndarray:
-    """Dark strokes' ink (H, W), relative to the paper's shade found over windows `window` px wide,
-    from FAINT of the strokes' typical darkness (none) to SOLID (all of it)."""
+def strong_ink(grey: np.ndarray, window: float, photo: bool) -> np.ndarray:
+    """Dark strokes' ink (H, W): darkness relative to the paper's shade found over windows `window`
+    px wide. In a photo, from FAINT of the strokes' typical darkness (none) to SOLID (all of it),
+    to leave out printed lines and noise; a drawing's soft grey edges are kept as they are."""
     darkness = (1 - grey / np.maximum(paper_shade(grey, window), 1e-3)).clip(0, 1)
+    if not photo:
+        return darkness
     strongest = np.percentile(darkness, 99.9)
     typical = max(float(np.median(darkness[darkness >= FAINT * strongest])), 1e-3)  # the strokes' own darkness
     return ((darkness / typical - FAINT) / (SOLID - FAINT)).clip(0, 1) * typical

@@ -25,22 +25,22 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from . import cli
+from . import cli, style
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from .classifier import class_probabilities, load_classifier
 from .media import denoising_animation, enlarge, save_animation, save_png, to_uint8
 from .paper import ink
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
-from .samplers import Steps
+from .samplers import Steps, with_known_pixels
 from .settings import SettingError, Settings, is_number
 
 IMAGE_SIZE = 28
 DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
 MIN_INK = 0.1  # of the strongest stroke: fainter pixels are paper, not ink, when finding the strokes' box
 FAINTEST = 0.15  # the least darkness of a picture's strokes, relative to their paper (paper.ink)
-# MNIST's stroke width, in pixels at 28x28: 2.34 at the median, 1.56 at the 5th percentile (the first
-# 2,000 test digits, by stroke_width). A thinner pen is thickened towards the median.
-MNIST_STROKE_WIDTH, THINNEST = 2.34, 1.56
+# MNIST's stroke width, in pixels at 28x28: 2.35 at the median, 1.56 at the 5th percentile (the first
+# 2,000 test digits, by pen_width). A thinner pen is thickened towards the median.
+MNIST_STROKE_WIDTH, THINNEST = 2.35, 1.56
 # Uploads: a phone photo of a digit on paper passes (24 MP); a 10,000 x 10,000 picture does not,
 # and is turned away before it is decoded (decoding would take 400 MB).
 MAX_FILE_BYTES = 20_000_000
@@ -97,33 +97,31 @@ def open_picture(path: str | os.PathLike) -> Image.Image:
     return image
 
 
-def read_digit(classifier, model_input: torch.Tensor, sure: float = SURE) -> int:
+def read_digit(classifier, model_input: torch.Tensor, sure: float = SURE,
+               instead: str = "choose the digit to make") -> int:
     """The digit that a model input (1, 1, 28, 28) shows, as the classifier reads it. Raises
     NotADigitError where it gives no digit at least `sure`: a picture of something else, or of an
-    empty page's printed lines, is not made into an invented digit."""
+    empty page's printed lines, is not made into an invented digit. `instead`: what else the
+    person can do, for the message."""
     probabilities = class_probabilities(classifier, model_input)[0]
     if probabilities.max() < sure:
         raise NotADigitError(f"this does not look like a digit: the classifier is at most {probabilities.max():.0%} sure "
                              f"(it reads a {int(probabilities.argmax())}) and asks for {sure:.0%}. Upload a clear "
-                             "picture of one digit, or choose the digit to make.")
+                             f"picture of one digit, or {instead}.")
     return int(probabilities.argmax())
 
 
-def stroke_width(amount: np.ndarray) -> float:
-    """The strokes' mean width in pixels: twice the inked area over the outline's length (a stroke
-    of length L and width w has area L w and an outline of about 2 L). The outline is counted in
-    pixel edges, which overcount a line's length by 4/pi on average over directions."""
-    inked = (amount > 0.5).astype(np.int32)
-    edges = (np.abs(np.diff(inked, axis=0, prepend=0, append=0)).sum()
-             + np.abs(np.diff(inked, axis=1, prepend=0, append=0)).sum())
-    return 2 * inked.sum() / edges * 4 / math.pi if edges else 0.0
+def pen_width(amount: np.ndarray) -> float:
+    """The strokes' width in pixels of the picture, as style.stroke_width measures it on where they
+    are more than half ink: a blurred 28x28 digit and a crisp drawing of any size alike."""
+    return style.stroke_width((amount > 0.5).astype(np.float64))
 
 
 def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
     """Strokes thinner than MNIST's THINNEST grown (a maximum over a square) towards MNIST's median
     width; `scale` is the picture's pixels per pixel of 28x28. Thick strokes are left as they are:
     thinning them broke the narrow parts of 8s and 9s (docs/edits-and-morphs.md)."""
-    width = stroke_width(amount) / scale
+    width = pen_width(amount) / scale
     growth = round((MNIST_STROKE_WIDTH - width) * scale / 2)  # pixels a side
     if width >= THINNEST or width == 0 or growth < 1:
         return amount
@@ -268,7 +266,7 @@ def repair_steps(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, sett
     x = pipe.starting_noise(len(images), generator)
     keep = ~masks.to(pipe.device)
     return pipe.denoise(x, settings.labels, settings, pipe.timesteps(settings.steps), generator,
-                        known=(images.to(pipe.device), keep))
+                        adjust=lambda eps_fn: with_known_pixels(eps_fn, pipe.schedule, images.to(pipe.device), keep))
 
 
 def main() -> None:

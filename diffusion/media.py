@@ -135,6 +135,13 @@ def denoising_animation(steps: Steps, num_digits: int = 1,
         yield step, denoising_frames([x[shown] for x in samples], step.x0[shown], num_digits)
 
 
+def spaced(row: np.ndarray, gaps: list[int], width: int, cell: int = 28, padding: int = 2) -> np.ndarray:
+    """A row of cells as grid lays them out, with `width` black columns before each cell whose
+    index is in gaps: the spaces between the groups of a written number."""
+    columns = np.array([padding + k * (cell + padding) for k in gaps], dtype=np.int64)
+    return np.insert(row, np.repeat(columns, width), 0, axis=1)
+
+
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling: each pixel becomes a factor x factor block, so edges stay crisp."""
     return image.repeat(factor, axis=0).repeat(factor, axis=1)

@@ -12,12 +12,13 @@ at the same time then share the model's forward passes (batching.py).
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .batching import SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
-from .samplers import SAMPLERS, Steps, classifier_free_guidance, final_image, predict_x0, with_known_pixels
+from .samplers import SAMPLERS, EpsFn, Steps, classifier_free_guidance, final_image, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
 from .settings import Limits, SettingError, Settings, check, is_integer
 from .unet import UNet, UNetConfig
@@ -160,16 +161,16 @@ class Pipeline:
 
     def denoise(self, x: torch.Tensor, labels: torch.Tensor, settings: Settings, timesteps: list[int],
                 generator: torch.Generator | None = None, weights: torch.Tensor | None = None,
-                known: tuple[torch.Tensor, torch.Tensor] | None = None) -> Steps:
+                adjust: Callable[[EpsFn], EpsFn] | None = None) -> Steps:
         """The sampler's steps from x at timesteps[0] towards labels, with the settings' sampler and
-        guidance: what sample_steps, the morphs (morph.py) and the edits (edit.py) share. labels
-        and weights as classifier_free_guidance; known = (images, keep) for inpainting, as
-        with_known_pixels."""
+        guidance: what sample_steps, the morphs (morph.py), the edits (edit.py) and the writing
+        (write.py) share. labels and weights as classifier_free_guidance; adjust, if given, turns
+        the guided noise prediction into another (inpainting's known pixels, a number's hand)."""
         eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), settings.guidance_scale,
                                           self.model.config.null_label, None if weights is None else weights.to(self.device),
                                           settings.guidance_interval)
-        if known is not None:
-            eps_fn = with_known_pixels(eps_fn, self.schedule, *known)
+        if adjust is not None:
+            eps_fn = adjust(eps_fn)
         sampler = SAMPLERS[settings.sampler](eps_fn, x, self.schedule, timesteps, generator)
         return Steps(without_gradients(sampler), len(timesteps))
 

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 from diffusion import SettingError
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import load_mnist, to_model_range
-from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_settings, draw_steps, open_picture, part_mask, repair_steps,
-                            stroke_width, to_model_input)
+from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_settings, draw_steps, open_picture, part_mask, pen_width,
+                            repair_steps, to_model_input)
 
 from . import edit_survey
 
@@ -74,8 +74,8 @@ def test_a_thin_pen_is_thickened_towards_mnist_and_a_normal_one_left_alone():
     """The 3 is 450 px tall, so a 4 px pen is 0.2 px at 28x28 and a 40 px one 1.8 px (MNIST: 2.3)."""
     thin = to_model_input(three_drawn_in_a_corner(width=4))[0]
     normal = to_model_input(three_drawn_in_a_corner(width=40))[0]
-    assert 2.0 <= stroke_width(((thin[0, 0] + 1) / 2).numpy()) <= 3.2
-    assert 1.6 <= stroke_width(((normal[0, 0] + 1) / 2).numpy()) <= 2.0
+    assert 2.0 <= pen_width(((thin[0, 0] + 1) / 2).numpy()) <= 3.2
+    assert 1.6 <= pen_width(((normal[0, 0] + 1) / 2).numpy()) <= 2.0
 
 
 def test_a_mask_follows_its_picture_into_the_model_input():

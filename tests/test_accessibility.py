@@ -26,7 +26,7 @@ AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 # Each tab, and its main button (or what it shows first): there once the tab is open.
 TABS = {"Generate": "#generate", "How guidance works": "#compare", "Morph": "#morph", "Draw": "#draw",
-        "Repair": "#repair", "Forward process": "#forward-details"}
+        "Repair": "#repair", "Write a number": "#write", "Forward process": "#forward-details"}
 # Until every CSS transition on the page is over (the endless ones, such as a spinner, aside).
 TRANSITIONS_OVER = """() => document.getAnimations().every(a =>
     a.playState !== "running" || a.effect.getComputedTiming().iterations === Infinity)"""
@@ -101,6 +101,9 @@ def run_in_tab(page, tab: str) -> None:
         page.locator("#repair-part").get_by_label("bottom half", exact=True).check()
         page.locator("#repair").click()
         expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
+    elif tab == "Write a number":
+        page.locator("#write").click()
+        expect(page.locator("#write-status")).to_contain_text("written in", timeout=60_000)
     else:
         expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
 
@@ -235,6 +238,39 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         page.close()
     with capsys.disabled():
         print("\nkeyboard: " + "; ".join(report))
+
+
+def test_the_keyboard_alone_writes_a_number_and_in_your_hand(browser, gated_app, screenshots):
+    """Type a number, Write; then a generated digit on the canvas, and Write it in my hand: Tab,
+    typing and Enter only."""
+    from playwright.sync_api import expect
+    url, _ = gated_app
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        press_until(page, lambda f: f["role"] == "tab", "the tab list")
+        open_tab(page, "Write a number")
+        press_until(page, lambda f: f["inside"] == "number", "the number to write")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("31 12")
+        press_until(page, lambda f: f["id"] == "write", "Write")
+        assert focus_ring_drawn(page)
+        page.screenshot(path=screenshots / "keyboard-5-write-focused.png")
+        page.keyboard.press("Enter")
+        status = page.locator("#write-status")
+        expect(status).to_contain_text("31 12 in the hand of seed 0: written in", timeout=60_000)
+        press_until(page, lambda f: f["id"] == "hand-example", "Start from a generated digit")
+        page.keyboard.press("Enter")
+        expect(page.locator("#write-announcement")).to_contain_text("on the canvas", timeout=120_000)
+        press_until(page, lambda f: f["id"] == "write-mine", "Write it in my hand")
+        page.keyboard.press("Enter")
+        expect(status).to_contain_text("0123456789 in the hand of your", timeout=60_000)
+        expect(page.locator("#write-announcement")).to_contain_text("0123456789 in the hand of your")
+        assert focus_ring_drawn(page), "the focus on Write it in my hand shows"
+        page.screenshot(path=screenshots / "keyboard-6-written-in-your-hand.png", full_page=True)
+    finally:
+        page.close()
 
 
 def test_a_screen_reader_hears_a_run_start_and_end_not_each_step(browser, gated_app):

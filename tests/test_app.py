@@ -18,9 +18,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import webapp
-from diffusion import edit, media, morph
+from diffusion import edit, media, morph, write
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
+from diffusion.samplers import final_image
 
 from webapp.draw import Draw
 from webapp.editing import AS_READ, CANVAS_SIZE, Editing
@@ -30,10 +31,12 @@ from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DI
 from webapp.morph import Morph
 from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
+from webapp.write import Write
 
 from .conftest import ROOT, generate_handlers, free_port, library_image, record_labels, rows_of, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 from . import photo_survey
+from .test_photos import FixedReading
 
 
 class FakeClock:
@@ -56,6 +59,7 @@ class Tabs:
         editing = Editing(context)
         self.generate, self.guidance, self.morph = Generate(context), Guidance(context), Morph(context)
         self.forward, self.draw, self.repair = Forward(context), Draw(editing), Repair(editing)
+        self.write = Write(context)
 
 
 @pytest.fixture
@@ -598,7 +602,7 @@ def test_draw_and_repair_say_what_to_do_with_an_empty_canvas_or_no_mask(tabs, tm
 def test_without_a_pointer_draw_starts_from_a_generated_digit_and_repair_fills_a_chosen_part(tabs, tmp_path):
     """The keyboard's way through Draw and Repair: a generated digit as ink on paper on the canvas,
     and a half of the picture chosen rather than painted; the other half is kept."""
-    canvas = tabs.draw.example("7", 0)
+    canvas = tabs.draw.editing.example("7", 0)
     drawing = canvas["composite"]
     assert drawing.shape == (CANVAS_SIZE, CANVAS_SIZE) and canvas["background"] is drawing
     assert np.median(drawing) >= 250 and drawing.min() < 64, "dark ink on white paper, as drawn on the canvas"
@@ -610,3 +614,81 @@ def test_without_a_pointer_draw_starts_from_a_generated_digit_and_repair_fills_a
     kept, to_fill = decode(figures[0]["src"]), decode(figures[1]["src"])
     assert kept[20:].max() == 0 and kept[:12].max() > 0, "the bottom half is blanked to be filled, the top kept"
     assert (to_fill[20:] != np.repeat(kept[20:, :, None], 3, axis=2)).any(), "the bottom half tinted"
+
+
+def test_write_streams_a_number_in_one_hand_then_loops_it_and_says_what_it_reads(tabs, shipped_pipeline):
+    updates = list(tabs.write.write_number("20 26", 3))
+    first, *_, (figures, shown, status, gif_path, png_path, seed) = updates
+    assert first[2].startswith("Step 1 of 9") and first[3] is None and "src" in first[1] and "still" not in first[1]
+    assert status.startswith("20 26 in the hand of seed 3: written in") and "reads it as 2 0 2 6" in status
+    assert "its hand: " in status and seed == 3
+    pipe = shipped_pipeline
+    written = write.line(final_image(write.write_steps(pipe, pipe.settings([2, 0, 2, 6], 3))), [2])
+    np.testing.assert_array_equal(iio.imread(png_path), upscale(written, write.LINE_SCALE))
+    assert decode(figures[-1]["src"]).shape == written.shape and "reads 2 0 2 6" in figures[-1]["alt"]
+    frames = iio.imread(gif_path, index=None)
+    assert len(frames) >= media.MIN_FRAMES and shown["still"] and "looping" in shown["alt"]
+    *_, (_, _, _, _, _, new_seed) = tabs.write.write_number("20 26")  # Another hand: a new seed
+    *_, (_, _, _, _, other_png, _) = tabs.write.write_number("20 26", new_seed)
+    assert new_seed != 3 and not np.array_equal(iio.imread(other_png), iio.imread(png_path))
+
+
+def test_write_in_your_hand_shows_your_digit_beside_the_line_it_led_to(tabs, tmp_path):
+    picture = tmp_path / "seven.png"
+    Image.fromarray(tabs.write.editing.example("7", 0)["composite"]).save(picture)
+    canvas = {"background": None, "layers": [], "composite": {"path": str(picture)}}
+    *_, (figures, _, status, gif_path, png_path) = tabs.write.write_yours(canvas, AS_READ, "0123456789")
+    assert status.startswith("0123456789 in the hand of your 7: written in") and "reads it as 0 1 2 3 4 5 6 7 8 9" in status
+    yours, line = figures
+    assert yours["label"] == "your 7" and "your digit, a 7" in yours["alt"] and "leaning" in yours["alt"] + "slant"
+    assert decode(yours["src"]).shape == (28, 28) and decode(line["src"]).shape == (32, 10 * 30 + 2)
+    *_, (figures, _, status, _, _) = tabs.write.write_yours(canvas, "1", "77")
+    assert status.startswith("77 in the hand of your 1"), "the digit you say you drew is the one inverted"
+
+
+@pytest.mark.parametrize("number, message", [
+    ("", "type a number to write: 1 to 12 digits, 0 to 9, with spaces between them if you like"),
+    ("20x6", "a number may hold only the digits 0 to 9 and spaces, not 'x'"),
+    ("1234567890123", "that is 13 digits; this writes up to 12"),
+])
+def test_write_says_what_a_number_may_hold_and_serves_on(tabs, number, message):
+    with pytest.raises(gr.Error, match=re.escape(message)):
+        next(tabs.write.write_number(number, 0))
+    *_, (_, _, status, _, _, _) = tabs.write.write_number("2026", 0)
+    assert "reads it as 2 0 2 6" in status
+
+
+def test_write_in_your_hand_says_what_to_do_with_an_empty_canvas_or_a_digit_it_cannot_tell(shipped_pipeline, tmp_path):
+    handlers = Write(Context(shipped_pipeline, tmp_path, classifier=FixedReading([0.0] * 9 + [1.0])))  # a 9 at 23%
+    with pytest.raises(gr.Error, match="the canvas is empty: draw a digit first"):
+        next(handlers.write_yours({"background": None, "layers": [], "composite": None}, AS_READ, "12"))
+    picture = tmp_path / "three.png"
+    three_drawn_in_a_corner().save(picture)
+    canvas = {"background": None, "layers": [], "composite": {"path": str(picture)}}
+    with pytest.raises(gr.Error, match=r"does not look like a digit: .* or choose the digit you drew\."):
+        next(handlers.write_yours(canvas, AS_READ, "12"))
+    *_, (_, _, status, _, _) = handlers.write_yours(canvas, "3", "12")
+    assert status.startswith("12 in the hand of your 3"), "with the digit chosen, it writes"
+
+
+def test_the_write_apis_write_a_number_and_answer_bad_input_clearly(served_app, tmp_path):
+    client = Client(served_app, verbose=False)
+    png, gif, details = client.predict("2026", 5, api_name="/write")
+    assert details["digits"] == details["read_as"] == [2, 0, 2, 6] and set(details["hand"]) == {"slant", "stroke width", "size"}
+    assert iio.imread(png).shape == (write.LINE_SCALE * 32, write.LINE_SCALE * (4 * 30 + 2))
+    assert len(iio.imread(gif, index=None)) >= media.MIN_FRAMES
+    three = tmp_path / "three.png"
+    three_drawn_in_a_corner().save(three)
+    png, gif, details = client.predict(handle_file(str(three)), "0 9", None, api_name="/write_like")
+    assert details["digits"] == details["read_as"] == [0, 9]
+    for number, message in (("", "type a number to write"), ("12a", "not 'a'"), ("9" * 13, "that is 13 digits")):
+        with pytest.raises(Exception, match=re.escape(message)):
+            client.predict(number, 0, api_name="/write")
+    white = tmp_path / "white.png"
+    Image.new("RGB", (200, 200), "white").save(white)
+    with pytest.raises(Exception, match="the picture is empty or one flat colour"):
+        client.predict(handle_file(str(white)), "12", None, api_name="/write_like")
+    with pytest.raises(Exception, match="digit must be one of 0, 1"):
+        client.predict(handle_file(str(three)), "12", 12, api_name="/write_like")
+    _, _, details = client.predict("2026", 0, api_name="/write")
+    assert details["read_as"] == [2, 0, 2, 6], "the next request is served"

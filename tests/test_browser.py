@@ -324,6 +324,14 @@ THREE = [(0.35 + 0.22 * math.sin(0.35 * i), 0.3 - 0.13 * math.cos(0.35 * i)) for
 ACROSS_THE_BOTTOM = [(0.2, 0.62), (0.8, 0.62), (0.8, 0.72), (0.2, 0.72), (0.2, 0.82), (0.8, 0.82)]
 
 
+def drawing_session(browser, viewport: str):
+    """(context, page, touch): a browser page to draw on, with a finger (touch events) on the phone."""
+    phone = viewport == "phone"
+    context = browser.new_context(viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone)
+    page = context.new_page()
+    return context, page, context.new_cdp_session(page) if phone else None
+
+
 def stroke(page, canvas, points, touch) -> None:
     """One stroke through points (fractions of the canvas) with the mouse, or a finger (touch events)."""
     canvas.scroll_into_view_if_needed()
@@ -349,9 +357,7 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
     from playwright.sync_api import expect
 
     phone = viewport == "phone"
-    context = browser.new_context(viewport=VIEWPORTS[viewport], has_touch=phone, is_mobile=phone)
-    page = context.new_page()
-    touch = context.new_cdp_session(page) if phone else None
+    context, page, touch = drawing_session(browser, viewport)
     shoot = lambda name: page.screenshot(path=screenshots / f"{viewport}-9-{name}.png", full_page=True)  # noqa: E731
     try:
         page.goto(served_app)
@@ -430,3 +436,72 @@ def test_repair_says_what_to_do_first(browser, served_app, screenshots, viewport
         page.screenshot(path=screenshots / f"{viewport}-9-repair-too-early.png", full_page=True)
     finally:
         page.close()
+
+
+# Where the Write tab's pictures are, how big one digit of the line is on screen, and whether your
+# digit stands beside the line (or above it) and nothing covers either.
+WRITE_FIGURES = """() => [...document.querySelectorAll("#write-figures figure")].map(figure => {
+    const img = figure.querySelector("img"), r = img.getBoundingClientRect();
+    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return {caption: figure.querySelector("figcaption").innerText, left: r.left, right: r.right, top: r.top,
+            bottom: r.bottom, scale: r.width / img.naturalWidth, uncovered: top === img || img.contains(top)};
+})"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_writing_a_number_and_a_row_in_your_hand(browser, served_app, screenshots, viewport, capsys):
+    """Write a date in one hand and watch it; then draw a 3 (mouse or finger) and have the ten digits
+    written in its hand, shown beside it."""
+    from playwright.sync_api import expect
+
+    phone = viewport == "phone"
+    context, page, touch = drawing_session(browser, viewport)
+    shoot = lambda name: page.screenshot(path=screenshots / f"{viewport}-10-{name}.png", full_page=True)  # noqa: E731
+    try:
+        page.goto(served_app)
+        page.get_by_role("tab", name="Write a number").click()
+        expect(page.locator("#write")).to_be_visible()
+        shoot("write-before")
+        page.locator("#number textarea, #number input").first.fill("27 11 2026")
+        status = page.locator("#write-status")
+        page.locator("#write").click()
+        expect(status).to_contain_text("Step", timeout=60_000)
+        shoot("write-during")
+        expect(status).to_contain_text("27 11 2026 in the hand of seed 0: written in", timeout=60_000)
+        expect(status).to_contain_text("reads it as 2 7 1 1 2 0 2 6")
+        shoot("write-after")
+        [line] = page.evaluate(WRITE_FIGURES)
+        width = page.viewport_size["width"]
+        assert line["uncovered"] and line["left"] >= 0 and line["right"] <= width, line
+        assert 28 * line["scale"] >= MIN_CELL_PX[viewport], f"a written digit should be big enough to read: {line}"
+        animation = page.locator("#write-picture img")
+        assert animation.get_attribute("src").startswith("data:image/gif")
+        animation.scroll_into_view_if_needed()
+        wait_until_it_plays(animation, "the number's writing")
+        expect(page.locator("#write-picture .play-pause")).to_have_text("Pause animation")
+        expect(page.locator("#write-png a").first).to_be_visible()
+        assert no_sideways_scrolling(page)
+
+        canvas = page.locator("#hand-canvas canvas").first
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width and box["width"] >= 250, box
+        blank = dark_share(canvas.screenshot())
+        stroke(page, canvas, THREE, touch)
+        wait_until(lambda: dark_share(canvas.screenshot()) > blank + 0.02, "the stroke showing on the canvas")
+        page.locator("#write-mine").click()
+        expect(status).to_contain_text("0123456789 in the hand of your 3: written in", timeout=60_000)
+        expect(status).to_contain_text("reads it as 0 1 2 3 4 5 6 7 8 9")
+        page.locator("#write-figures").scroll_into_view_if_needed()
+        shoot("write-mine-after")
+        yours, line = page.evaluate(WRITE_FIGURES)
+        assert yours["caption"] == "your 3" and yours["uncovered"] and line["uncovered"], (yours, line)
+        assert yours["right"] <= line["left"] if not phone else yours["bottom"] <= line["top"], \
+            f"your digit beside the line (above it on a phone): {yours}, {line}"
+        assert line["right"] <= width and 28 * line["scale"] >= MIN_CELL_PX[viewport], line
+        assert no_sideways_scrolling(page)
+        with capsys.disabled():
+            print(f"\nbrowser ({viewport}): write: a digit of the line {28 * line['scale']:.0f} px; {status.inner_text()}",
+                  end="")
+    finally:
+        context.close()

@@ -13,7 +13,7 @@ import gradio as gr
 
 from diffusion import Pipeline, edit
 
-from . import draw, forward, generate, guidance, morph, repair
+from . import draw, forward, generate, guidance, morph, repair, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
 from .shared import Context
@@ -58,6 +58,8 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
                 drawn = draw.build(context)
             with gr.Tab("Repair"):
                 repair.build(context, drawn)
+            with gr.Tab("Write a number"):
+                write.build(context)
             forward.build(context)
         app.load(partial(generate.step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
                  api_visibility="private")

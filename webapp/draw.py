@@ -1,11 +1,10 @@
 """The Draw tab: draw a digit, and the model finishes it (SDEdit)."""
 
 import gradio as gr
-import numpy as np
 
 from diffusion import edit
 
-from .editing import AS_READ, BRUSH_SIZE, CANVAS_SIZE, EDIT_DIGIT_CHOICES, Editing, canvas_picture, edit_outputs
+from .editing import AS_READ, EDIT_DIGIT_CHOICES, Editing, canvas_picture, drawing_canvas, edit_outputs
 from .shared import MODEL_EVENT, Context, announce, live_region, seed_box, show_on_phones
 
 
@@ -18,10 +17,6 @@ class Draw:
         for update in self.editing.run_edit(canvas_picture(drawing, "composite"), None, digit, strength, seed):
             yield update[:5]
 
-    def example(self, digit: str, seed: int) -> dict:
-        """The canvas holding a generated digit, in ink on paper as if drawn: a start without a pointer."""
-        drawing = 255 - self.editing.generated_digit(digit, seed)
-        return {"background": drawing, "layers": [], "composite": drawing}
 
 
 def build(context: Context) -> gr.File:
@@ -34,10 +29,7 @@ def build(context: Context) -> gr.File:
                 "model keeps your layout where it can.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            canvas = gr.Sketchpad(np.full((CANVAS_SIZE, CANVAS_SIZE, 3), 255, np.uint8), label="Your drawing",
-                                  canvas_size=(CANVAS_SIZE, CANVAS_SIZE), fixed_canvas=True, layers=False,
-                                  transforms=(), brush=gr.Brush(BRUSH_SIZE, colors=["#000000"], color_mode="fixed"),
-                                  elem_id="canvas")
+            canvas = drawing_canvas("Your drawing", "canvas")
             example = gr.Button("Start from a generated digit", size="sm", elem_id="draw-example")
             digit = gr.Radio(EDIT_DIGIT_CHOICES, value=AS_READ, label="Digit to make", elem_id="draw-digit")
             strength = gr.Slider(0.05, 1, value=edit.DEFAULT_STRENGTH, step=0.05, label="Strength", elem_id="strength",
@@ -47,7 +39,7 @@ def build(context: Context) -> gr.File:
         with gr.Column(scale=2):
             outputs = edit_outputs("draw", "Draw a digit, then press Finish my digit.")
     announcement = live_region("draw")
-    starting = example.click(handlers.example, [digit, seed], canvas, api_visibility="private", **MODEL_EVENT)
+    starting = example.click(handlers.editing.example, [digit, seed], canvas, api_visibility="private", **MODEL_EVENT)
     announce(starting, "A generated digit is on the canvas: press Finish my digit, or draw over it.", announcement)
     finishing = button.click(handlers.draw_on_canvas, [canvas, digit, strength, seed], outputs,
                              api_visibility="private", js=show_on_phones("draw-status"), **MODEL_EVENT)

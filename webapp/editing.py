@@ -75,6 +75,11 @@ class Editing:
         choice = random.Random(seed).randrange(10) if digit == AS_READ else digits_of(digit, all_ten=False)[0]
         return media.enlarge(media.to_uint8(pipe.generate(pipe.settings([choice], seed)))[0], CANVAS_SIZE)
 
+    def example(self, digit: str, seed: int) -> dict:
+        """A canvas (its value) holding a generated digit in ink on paper, as if drawn: a start without a pointer."""
+        drawing = 255 - self.generated_digit(digit, seed)
+        return {"background": drawing, "layers": [], "composite": drawing}
+
     def api_draw(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
                  seed: int = 0) -> tuple[FileData, FileData, dict]:
         """Finish a picture of a digit (PNG, JPEG, ...: any size, grey or colour, with or without alpha):
@@ -112,6 +117,14 @@ def canvas_picture(value: dict | None, part: str) -> Image.Image:
         raise gr.Error("the canvas is empty: draw a digit first" if part == "composite" else
                        "there is no picture to repair: upload one, or start from a digit")
     return uploaded(file["path"])
+
+
+def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
+    """A canvas to draw one digit on with the mouse or a finger: black ink, about MNIST's stroke width."""
+    return gr.Sketchpad(np.full((CANVAS_SIZE, CANVAS_SIZE, 3), 255, np.uint8), label=label,
+                        canvas_size=(CANVAS_SIZE, CANVAS_SIZE), fixed_canvas=True, layers=False, transforms=(),
+                        brush=gr.Brush(BRUSH_SIZE, colors=["#000000"], color_mode="fixed"), elem_id=elem_id,
+                        elem_classes="drawing")
 
 
 def edit_outputs(name: str, placeholder: str) -> list[gr.components.Component]:

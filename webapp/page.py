@@ -75,6 +75,7 @@ CSS = """
 #denoising .html-container, #guidance-rows .html-container, #forward-figures .html-container { padding: 0; }
 #gif .empty, #png .empty, #morph-gif .empty, .download .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
 .edit-row .picture .placeholder { min-height: 240px; }
+#write-picture .picture .placeholder { min-height: 160px; }  /* a line of digits: wide, not tall */
 #picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
 #picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
 #picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
@@ -98,9 +99,9 @@ CSS = """
 /* Focus that shows at once, in the text's colour: clear on white, on the orange buttons, and in dark mode. */
 :focus-visible { outline: 3px solid var(--body-text-color) !important; outline-offset: 2px; transition: none !important; }
 /* The drawing editors' toolbar buttons (Pan, Zoom, Undo...): at least 24 x 24 px to touch. */
-#canvas .icon-button-wrapper button.icon-button, #repair-editor .icon-button-wrapper button.icon-button {
+.drawing .icon-button-wrapper button.icon-button, #repair-editor .icon-button-wrapper button.icon-button {
   min-width: 24px; min-height: 24px; justify-content: center; }
-#canvas .zoom-number span, #repair-editor .zoom-number span { display: inline-flex; align-items: center; min-height: 24px; }
+.drawing .zoom-number span, #repair-editor .zoom-number span { display: inline-flex; align-items: center; min-height: 24px; }
 @media (prefers-reduced-motion: reduce) {
   *, *::before, *::after { animation-duration: 0.01ms !important; animation-iteration-count: 1 !important;
     transition-duration: 0.01ms !important; scroll-behavior: auto !important; } }

@@ -45,14 +45,16 @@ class Context:
         self.encoding = threading.Lock()
 
     def save_downloads(self, name: str, frames: list[np.ndarray], final: np.ndarray | None = None,
-                       fps: float = media.FPS, failure: str = SAVE_FAILED) -> tuple[str, str | None]:
-        """(GIF path, PNG path or None): an animation, and its final image if given, written for
-        download; if writing fails, the page says `failure`, its {reason} filled in."""
+                       fps: float = media.FPS, failure: str = SAVE_FAILED,
+                       png_size: int = media.ANIMATION_SIZE) -> tuple[str, str | None]:
+        """(GIF path, PNG path or None): an animation, and its final image if given (enlarged to
+        about png_size), written for download; if writing fails, the page says `failure`, its
+        {reason} filled in."""
         gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
         with self.encoding, errors_shown_on_the_page(failure):
             media.save_animation(frames, gif_path, fps)
             if final is not None:
-                media.save_png(media.enlarge(final, media.ANIMATION_SIZE), png_path)
+                media.save_png(media.enlarge(final, png_size), png_path)
         return str(gif_path), None if final is None else str(png_path)
 
 

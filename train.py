@@ -4,7 +4,9 @@
     python train.py --max-steps 200 --subset 2000     # a quick try on the CPU
     torchrun --nproc_per_node=2 train.py ...          # data-parallel over 2 processes (DDP)
 
-The run folder (runs/<name>/) holds a checkpoint and a sample grid per epoch. Running
+The run folder (runs/<name>/) holds a checkpoint, a sample grid per epoch, and the run's progress
+as it goes (diffusion/progress.py): loss.csv, loss.svg and progress.gif, the same ten digits at
+sample points from step 0 on. Running
 the same command again continues exactly where an interrupted run stopped; Ctrl-C
 (or SIGTERM) finishes the current step and saves a checkpoint first.
 """
@@ -30,6 +32,7 @@ from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.io import load_safetensors, save_safetensors
 from diffusion.media import sample_grid, save_png, to_uint8
 from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
+from diffusion.progress import TrainingLog
 from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss
 from diffusion.unet import UNet, UNetConfig
 
@@ -216,36 +219,58 @@ def train(args) -> None:
         forward = torch.compile(forward)
     stop, generator = StopRequest(), torch.Generator(device)
     progress = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True)
-    started, last_logged = time.perf_counter(), (time.perf_counter(), step)
+    log = TrainingLog(run_dir, total_steps, step) if is_main else None
+    if log and step == 0:
+        log.sample(0, ema, schedule)  # the untrained model's digits: where learning starts
+    started = time.perf_counter()
     while step < total_steps:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
         start = batch_in_epoch * args.batch_size + rank * per_process_batch
         batch = epoch_order(args.seed, epoch, len(images), device)[start:start + per_process_batch]
         # The step's randomness depends on (seed, step, rank) alone: an exact resume needs no RNG state.
         generator.manual_seed(args.seed * 1_000_003 + step * 1_009 + rank)
+        step_started = time.perf_counter()
         loss = training_step(forward, model, ema, optimizer, schedule, to_model_range(images[batch]), labels[batch],
                              generator, step, total_steps, args)
         step += 1
-        progress.update(1)
-        if is_main and (step % 20 == 0 or step == total_steps):
-            now = time.perf_counter()
-            images_per_s = (step - last_logged[1]) * args.batch_size / (now - last_logged[0])
-            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", img_per_s=f"{images_per_s:.0f}")
-            last_logged = (now, step)
+        if log:
+            show_progress(log, progress, step, loss.item(), lr_at(step - 1, args, total_steps),
+                          args.batch_size / (time.perf_counter() - step_started), epoch, ema, schedule)
         end_of_epoch, stop_now = step % steps_per_epoch == 0, everyone_stops(stop, device)
         if is_main and (stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps):
             save_checkpoint(checkpoint_path, model, ema, optimizer, step, elapsed_s + time.perf_counter() - started, args)
         if is_main and (end_of_epoch or step == total_steps):
             save_sample_grid(ema, schedule, run_dir / f"samples_epoch{epoch + 1:03d}.png")
         if stop_now:
-            progress.close()
-            if is_main:
-                print(f"stopped at step {step} of {total_steps}; checkpoint in {checkpoint_path}; "
-                      "run the same command to continue")
-            sys.exit(130)
+            stop_here(progress, log, f"stopped at step {step} of {total_steps}; checkpoint in {checkpoint_path}; "
+                                     "run the same command to continue")
     progress.close()
+    if log:
+        log.close()
     finish(args, model, ema, schedule_config, step, steps_per_epoch, len(images), world_size, device,
            elapsed_s + time.perf_counter() - started)
+
+
+def stop_here(progress: tqdm, log: TrainingLog | None, message: str) -> None:
+    """Ctrl-C or SIGTERM between two steps: the bar and the loss history closed, the message said
+    (by the main process, which has the log), and exit status 130 as for an interrupted command."""
+    progress.close()
+    if log:
+        log.close()
+        print(message)
+    sys.exit(130)
+
+
+def show_progress(log: TrainingLog, progress: tqdm, step: int, loss: float, learning_rate: float,
+                  images_per_s: float, epoch: int, ema: UNet, schedule: NoiseSchedule) -> None:
+    """After a step, in the main process: its row of the loss history, the bar, and at a sample point
+    the progress pictures and the loss plot."""
+    log.record(step, loss, learning_rate, images_per_s)
+    progress.update(1)
+    if step % 20 == 0:
+        progress.set_postfix(epoch=epoch, loss=f"{log.rows[-1]['smoothed_loss']:.4f}", img_per_s=f"{images_per_s:.0f}")
+    if step in log.points:
+        log.sample(step, ema, schedule)
 
 
 def finish(args, model: UNet, ema: UNet, schedule_config: ScheduleConfig, step: int, steps_per_epoch: int,

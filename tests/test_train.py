@@ -1,11 +1,14 @@
+import math
 import signal
 import subprocess
 import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from diffusion.io import load_safetensors
+from diffusion.progress import COLUMNS, read_rows, sample_points
 
 from .conftest import ROOT, run_script, wait_until
 
@@ -71,6 +74,37 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, 
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert meta_a["training"]["steps"] == meta_b["training"]["steps"] == STEPS
+    straight_rows, resumed_rows = (read_rows(path.parent / path.stem / "loss.csv")
+                                   for path in (straight_run, tmp_path / "resumed.safetensors"))
+    assert [row["step"] for row in resumed_rows] == list(range(1, STEPS + 1)), "each step once, none lost"
+    assert [row["loss"] for row in resumed_rows] == [row["loss"] for row in straight_rows], "as if never stopped"
+    # The smoothed loss goes on from the CSV's own losses, written to 6 significant digits.
+    assert [row["smoothed_loss"] for row in resumed_rows] == pytest.approx([row["smoothed_loss"] for row in straight_rows],
+                                                                          rel=1e-5)
+
+
+def test_a_run_shows_its_progress_in_its_folder(tmp_path, mnist_root):
+    """The loss history, its plot, and the ten digits at each sample point (0, 50, 100, and the last)."""
+    result = run_script(*train_args(tmp_path, "run", 120), "--data-dir", mnist_root)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    rows = read_rows(run / "loss.csv")
+    assert (run / "loss.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert [row["step"] for row in rows] == list(range(1, 121))
+    assert all(math.isfinite(row[column]) and row[column] > 0 for row in rows for column in COLUMNS)
+    assert sum(row["loss"] for row in rows[-20:]) < sum(row["loss"] for row in rows[:20]), "it learns"
+    assert sample_points(120) == [0, 50, 100, 120]
+    assert sorted(path.name for path in (run / "progress").iterdir()) == [
+        "step-0000000.png", "step-0000050.png", "step-0000100.png", "step-0000120.png"]
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 4 and gif.width == 2 * (10 * 30 + 2)
+    chart = (run / "loss.svg").read_text()
+    assert chart.count("<circle") == 3 and "over 120 steps" in chart  # the sample points after step 0
+
+
+def test_sample_points_are_geometric_and_end_at_the_last_step():
+    assert sample_points(18_760) == [0, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 18760]
+    assert sample_points(50) == [0, 50] and sample_points(7) == [0, 7]
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, mnist_root):

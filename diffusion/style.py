@@ -108,13 +108,13 @@ def describe(hand: np.ndarray) -> str:
         f"{abs(size):.1f} px {'larger' if size > 0 else 'smaller'}" if round(size, 1) else "the usual size"])
 
 
-def towards(images: torch.Tensor, digits, target: np.ndarray) -> torch.Tensor:
-    """Images (N, 1, H, W) in [-1, 1] moved to the hand `target` (3,) in slant and stroke width (size
-    is left: MNIST's digits are all scaled to one box): sheared by the difference of slants, and
-    dilated or eroded by half the difference of widths (a 3x3 maximum or minimum adds or takes
-    about a pixel a side)."""
-    now = measures(images)
-    wanted = target + np.array(MNIST_MEANS)[np.asarray(digits)]
+def towards(images: torch.Tensor, digits, target: np.ndarray | None = None) -> torch.Tensor:
+    """Images (N, 1, H, W) in [-1, 1] of digits (one each) moved to the hand `target` (3,; None: their
+    own mean hand) in slant and stroke width (size is left: MNIST's digits are all scaled to one
+    box): sheared by the difference of slants, and dilated or eroded by half the difference of
+    widths (a 3x3 maximum or minimum adds or takes about a pixel a side)."""
+    now, typical = measures(images), np.array(MNIST_MEANS)[np.asarray(digits)]
+    wanted = typical + ((now - typical).mean(axis=0) if target is None else target)
     shift = np.tan(np.radians(wanted[:, 0])) - np.tan(np.radians(now[:, 0]))
     return thicken(shear(images, shift), np.clip((wanted[:, 1] - now[:, 1]) / 2, -1, 1))
 

@@ -95,9 +95,7 @@ def in_hand(eps_fn: EpsFn, pipe: Pipeline, digits: tuple[int, ...], hand: np.nda
         if not low <= t <= high:
             return eps
         alpha_bar = pipe.schedule.alphas_cumprod[t].item()
-        x0 = predict_x0(x, eps, alpha_bar)
-        target = style.hand(x0, digits).mean(axis=0) if hand is None else hand
-        x0 = style.towards(x0, digits, target)
+        x0 = style.towards(predict_x0(x, eps, alpha_bar), digits, hand)
         return (x - math.sqrt(alpha_bar) * x0) / math.sqrt(1 - alpha_bar)
 
     return eps_fn_in_hand

@@ -76,11 +76,10 @@ class Write:
         gif_path, png_path = self.context.save_downloads(name, frames, written,
                                                           png_size=write.LINE_SCALE * written.shape[1])
         read = class_probabilities(self.context.classifier, step.x).argmax(1).tolist()
-        hand = style.hand(step.x, digits).mean(axis=0)
-        status = (f"{what}: written in {clock() - started:.2f} s. The classifier reads it as {' '.join(map(str, read))}; "
+        read_as, hand = " ".join(map(str, read)), style.hand(step.x, digits).mean(axis=0)
+        status = (f"{what}: written in {clock() - started:.2f} s. The classifier reads it as {read_as}; "
                   f"its hand: {style.describe(hand)}.")
-        result = figure("written", written, ROW_SIZE, alt=f"{what}, written: the classifier reads "
-                                                          f"{' '.join(map(str, read))}")
+        result = figure("written", written, ROW_SIZE, alt=f"{what}, written: the classifier reads {read_as}")
         details = {"digits": digits, "read_as": read, "hand": dict(zip(style.MEASURES, hand.round(2).tolist()))}
         yield shown + [result], picture(frames, f"the writing of {what}: x_t above the model's guess of x_0, "
                                                  "looping"), status, gif_path, png_path, details

@@ -37,7 +37,7 @@ from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss
 from diffusion.unet import UNet, UNetConfig
 
 # Arguments that do not change the trained weights; a resumed run may set them differently.
-RESUMABLE_ARGS_MAY_DIFFER = {"data_dir", "run_dir", "out", "checkpoint_every", "compile"}
+RESUMABLE_ARGS_MAY_DIFFER = {"data_dir", "run_dir", "out", "checkpoint_every", "compile", "snapshots"}
 
 
 def parse_args(argv=None):
@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (also every epoch)")
+    p.add_argument("--snapshots", action="store_true",
+                   help="also keep the EMA weights at each sample point, float16, in runs/<name>/snapshots/")
     args = p.parse_args(argv)
     args.run_dir = args.run_dir or f"runs/{args.name}"
     args.out = args.out or f"weights/{args.name}.safetensors"
@@ -189,25 +191,38 @@ def everyone_stops(stop: StopRequest, device: torch.device) -> bool:
     return bool(flag.item())
 
 
+def training_data(args, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The training digits (the first --subset of them) and their labels on the device, and the
+    steps in an epoch."""
+    images, labels = load_mnist(args.data_dir, train=True)
+    images, labels = images[:args.subset or None].to(device), labels[:args.subset or None].to(device)
+    steps_per_epoch = len(images) // args.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {args.batch_size}")
+    return images, labels, steps_per_epoch
+
+
+def new_model(args, device: torch.device):
+    """(schedule config, schedule, model, its EMA, optimizer), freshly initialised from --seed: the
+    same initial weights in every process."""
+    torch.manual_seed(args.seed)
+    unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
+    schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
+    schedule, model = NoiseSchedule(schedule_config), UNet(unet_config).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    return schedule_config, schedule, model, ema, optimizer
+
+
 def train(args) -> None:
     rank, local_rank, world_size, device = start_processes()
     if args.batch_size % world_size:
         raise ValueError(f"--batch-size {args.batch_size} does not divide among {world_size} processes")
     is_main, distributed = rank == 0, world_size > 1
     run_dir, checkpoint_path = Path(args.run_dir), Path(args.run_dir) / "checkpoint.safetensors"
-    images, labels = load_mnist(args.data_dir, train=True)
-    images, labels = images[:args.subset or None].to(device), labels[:args.subset or None].to(device)
-    steps_per_epoch = len(images) // args.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(images)} training images are fewer than one batch of {args.batch_size}")
+    images, labels, steps_per_epoch = training_data(args, device)
     total_steps, per_process_batch = args.max_steps or args.epochs * steps_per_epoch, args.batch_size // world_size
-
-    torch.manual_seed(args.seed)  # the same initial weights in every process
-    unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
-    schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
-    schedule, model = NoiseSchedule(schedule_config), UNet(unet_config).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    schedule_config, schedule, model, ema, optimizer = new_model(args, device)
     step, elapsed_s = load_checkpoint(checkpoint_path, model, ema, optimizer, args) if checkpoint_path.exists() else (0, 0.0)
     if is_main:
         print(f"U-Net: {sum(p.numel() for p in model.parameters()):,} parameters; {len(images):,} digits; "
@@ -222,6 +237,8 @@ def train(args) -> None:
     log = TrainingLog(run_dir, total_steps, step) if is_main else None
     if log and step == 0:
         log.sample(0, ema, schedule)  # the untrained model's digits: where learning starts
+        if args.snapshots:
+            save_snapshot(ema, schedule_config, run_dir, 0, None, elapsed_s, device)
     started = time.perf_counter()
     while step < total_steps:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
@@ -236,6 +253,9 @@ def train(args) -> None:
         if log:
             show_progress(log, progress, step, loss.item(), lr_at(step - 1, args, total_steps),
                           args.batch_size / (time.perf_counter() - step_started), epoch, ema, schedule)
+            if args.snapshots and step in log.points:
+                save_snapshot(ema, schedule_config, run_dir, step, log.rows[-1]["smoothed_loss"],
+                              elapsed_s + time.perf_counter() - started, device)
         end_of_epoch, stop_now = step % steps_per_epoch == 0, everyone_stops(stop, device)
         if is_main and (stop_now or end_of_epoch or step % args.checkpoint_every == 0 or step == total_steps):
             save_checkpoint(checkpoint_path, model, ema, optimizer, step, elapsed_s + time.perf_counter() - started, args)
@@ -280,7 +300,7 @@ def finish(args, model: UNet, ema: UNet, schedule_config: ScheduleConfig, step: 
     if distributed:
         check_replicas_identical(model, device, dist.get_rank() == 0)
     if not distributed or dist.get_rank() == 0:
-        write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, world_size, device, elapsed_s)
+        write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, device, elapsed_s)
     if distributed:
         dist.destroy_process_group()
 
@@ -298,21 +318,42 @@ def check_replicas_identical(model: torch.nn.Module, device: torch.device, is_ma
         raise RuntimeError("DDP replicas diverged")
 
 
-def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, world_size, device, wall_s) -> None:
-    if device.type == "cuda":
-        hardware = torch.cuda.get_device_name(device)
-    else:
-        hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+def save_snapshot(ema: UNet, schedule_config: ScheduleConfig, run_dir: Path, step: int, loss: float | None,
+                  wall_s: float, device: torch.device) -> None:
+    """The EMA weights at a sample point, in float16 (half the size; loaded as float32), a weights
+    file of its own whose metadata says the step, the smoothed loss there (None before the first
+    step), the command, and the training time so far on what hardware."""
+    training = {"command": command(), "step": step, "loss": loss, "wall_time_s": round(wall_s, 1),
+                "hardware": hardware(device), "snapshot": True}
+    save_weights(run_dir / "snapshots" / f"step-{step:07d}.safetensors", ema, schedule_config, SamplingConfig(),
+                 training, dtype=torch.float16)
+
+
+def command() -> str:
+    """The command line that started this run."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
     launcher = f"torchrun --nproc_per_node={world_size} " if world_size > 1 else "python "
+    return launcher + " ".join(["train.py"] + sys.argv[1:])
+
+
+def hardware(device: torch.device) -> str:
+    """What the run trains on: "2 x NVIDIA H100", "1 x x86_64 CPU, 2 threads"."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    return f"{world_size} x {platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, device, wall_s) -> None:
     training = {
-        "command": launcher + " ".join(["train.py"] + sys.argv[1:]),
+        "command": command(),
         "steps": step,
         "epochs": round(step / steps_per_epoch, 2),
         "batch_size": args.batch_size,
         "data": f"MNIST training set, {num_images:,} digits",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "wall_time_s": round(wall_s, 1),
-        "hardware": f"{world_size} x {hardware}",
+        "hardware": hardware(device),
         "torch": torch.__version__,
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
     }

@@ -308,6 +308,14 @@ def reading_panels(step_numbers: list[int], probabilities: torch.Tensor, digits:
     return value
 
 
+def final_readings(probabilities: torch.Tensor, stand_out: list[int]) -> dict:
+    """What the classifier reads finished images as (probabilities (images, 10)), as a heading and
+    a panel of bars per image, the bar of its digit in stand_out standing out."""
+    panels = [{"svg": probability_bars(p.tolist(), digit), "caption": f"{int(p.argmax())}: {p.max():.0%}"}
+              for p, digit in zip(probabilities, stand_out)]
+    return {"heading": "What the classifier reads it as", "panels": panels, "probabilities": probabilities.tolist()}
+
+
 def mask_overlay(model_input: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """The model input (1, 1, 28, 28) as RGB, the part to fill in (mask) tinted with HIGHLIGHT."""
     grey = np.repeat(to_uint8(model_input)[0][..., None], 3, axis=2).astype(np.float32)

@@ -69,15 +69,17 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def save_weights(path: str | Path, model: UNet, schedule_config: ScheduleConfig,
-                 sampling_config: SamplingConfig, training: dict) -> None:
-    """One file holds all that loading needs: weights, configs and how they were trained."""
+                 sampling_config: SamplingConfig, training: dict, dtype: torch.dtype = torch.float32) -> None:
+    """One file holds all that loading needs: weights, configs and how they were trained. Stored as
+    `dtype` (float16 halves the file); loading makes them float32 again."""
     metadata = {
         "unet_config": asdict(model.config),
         "schedule_config": asdict(schedule_config),
         "sampling_config": asdict(sampling_config),
         "training": training,
     }
-    save_safetensors(path, model.state_dict(), metadata)
+    save_safetensors(path, {name: t.to(dtype) if t.is_floating_point() else t
+                                  for name, t in model.state_dict().items()}, metadata)
 
 
 class Pipeline:

@@ -14,6 +14,7 @@ Needs Chromium (as tests/test_browser.py) and axe-core, which `npm ci --prefix t
 """
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ AXE = ROOT / "tests" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 # Each tab, and its main button (or what it shows first): there once the tab is open.
 TABS = {"Generate": "#generate", "How guidance works": "#compare", "Morph": "#morph", "Draw": "#draw",
-        "Repair": "#repair", "Write a number": "#write", "Forward process": "#forward-details"}
+        "Repair": "#repair", "Write a number": "#write", "Forward process": "#forward-details",
+        "How it learned": "#learned-generate"}
 # Until every CSS transition on the page is over (the endless ones, such as a spinner, aside).
 TRANSITIONS_OVER = """() => document.getAnimations().every(a =>
     a.playState !== "running" || a.effect.getComputedTiming().iterations === Infinity)"""
@@ -104,6 +106,9 @@ def run_in_tab(page, tab: str) -> None:
     elif tab == "Write a number":
         page.locator("#write").click()
         expect(page.locator("#write-status")).to_contain_text("written in", timeout=60_000)
+    elif tab == "How it learned":
+        page.locator("#learned-generate").click()
+        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as", timeout=60_000)
     else:
         expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
 
@@ -272,6 +277,39 @@ def test_the_keyboard_alone_writes_a_number_and_in_your_hand(browser, gated_app,
         expect(page.locator("#write-announcement")).to_contain_text("0123456789 in the hand of your")
         assert focus_ring_drawn(page), "the focus on Write it in my hand shows"
         page.screenshot(path=screenshots / "keyboard-6-written-in-your-hand.png", full_page=True)
+    finally:
+        page.close()
+
+
+def test_the_keyboard_alone_turns_live_on_and_picks_a_snapshot(browser, gated_app, screenshots):
+    """Live on and the guidance moved with the arrow keys; then a snapshot picked and generated in
+    How it learned: Tab, Space, arrows and Enter only."""
+    from playwright.sync_api import expect
+    url, _ = gated_app
+    page = browser.new_page(viewport=VIEWPORTS["desktop"])
+    try:
+        page.goto(url)
+        page.locator("#generate").wait_for()
+        focused_on = lambda selector: page.evaluate(f"() => document.activeElement.matches('{selector}')")  # noqa: E731
+        press_until(page, lambda f: focused_on("#live-mode input"), "the Live switch")
+        page.keyboard.press("Space")
+        picture = page.locator("#denoising img")
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*live"), timeout=60_000)
+        press_until(page, lambda f: focused_on("#guidance input[type=range]"), "the guidance", "Shift+Tab")
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.7 .*live"), timeout=60_000)
+        assert focus_ring_drawn(page)
+        page.screenshot(path=screenshots / "keyboard-7-live.png")
+        open_tab(page, "How it learned")
+        press_until(page, lambda f: focused_on("#snapshot input"), "the snapshots")
+        page.keyboard.press("ArrowRight")  # the second snapshot
+        press_until(page, lambda f: f["id"] == "learned-generate", "Generate")
+        page.keyboard.press("Enter")
+        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as", timeout=60_000)
+        expect(page.locator("#learned-announcement")).to_contain_text("by the model at step")
+        assert focus_ring_drawn(page)
+        page.screenshot(path=screenshots / "keyboard-8-learned.png", full_page=True)
     finally:
         page.close()
 

@@ -27,6 +27,7 @@ from webapp.draw import Draw
 from webapp.editing import AS_READ, CANVAS_SIZE, Editing
 from webapp.forward import Forward
 from webapp.generate import Generate, seed_for, step_slider
+from webapp.live import Live
 from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DIGIT, Guidance
 from webapp.morph import Morph
 from webapp.repair import PAINTED, Repair
@@ -59,7 +60,7 @@ class Tabs:
         editing = Editing(context)
         self.generate, self.guidance, self.morph = Generate(context), Guidance(context), Morph(context)
         self.forward, self.draw, self.repair = Forward(context), Draw(editing), Repair(editing)
-        self.write = Write(context)
+        self.write, self.live = Write(context), Live(context)
 
 
 @pytest.fixture
@@ -106,6 +107,24 @@ def test_generate_previews_while_computing_then_plays_the_whole_process(tabs, sh
     assert seed == 11 and not tabs.generate.runs, "a finished run is forgotten"
     for setting in ("Digit 4", "DDIM", "8 steps", "guidance 2", "seed 11", "2 samples per digit", "made in"):
         assert setting in status
+
+
+def test_live_mode_shows_the_final_image_and_its_reading_only_while_on(tabs, shipped_pipeline):
+    settings = ("7", 2.5, "dpmpp", 6, 1)
+    assert tabs.live.update(False, *settings, 4, None) == (gr.skip(),) * 3
+    picture, status, readings = tabs.live.update(True, *settings, 4, None)
+    expected = shipped_pipeline.generate(shipped_pipeline.settings([7], 4, 2.5, "dpmpp", 6))
+    np.testing.assert_array_equal(decode(picture["src"]), sample_grid(to_uint8(expected), 1))
+    assert picture["caption"] == "The final image (live)" and "guidance 2.5" in picture["alt"]
+    assert status.startswith("Live: Digit 7 · ") and "seed 4" in status
+    assert [panel["caption"][:2] for panel in readings["panels"]] == ["7:"]
+    # Random seed on (no seed): the picture's seed, so that moving a setting changes only that.
+    assert "seed 9 " in tabs.live.update(True, *settings, None, 9)[1]
+    assert "seed 0 " in tabs.live.update(True, *settings, None, None)[1]
+    _, _, readings = tabs.live.update(True, "all ten", 1.5, "dpmpp", 6, 2, 0, None)
+    assert [panel["caption"][0] for panel in readings["panels"]] == list("0123456789")
+    with pytest.raises(gr.Error, match="guidance_scale"):
+        tabs.live.update(True, "7", "abc", "dpmpp", 6, 1, 0, None)
 
 
 def test_random_seed_is_shown_and_reproduces_the_result(tabs):
@@ -195,6 +214,19 @@ def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipelin
     [all_ten] = {decode(row["src"]).shape for row in all_ten_rows}
     assert all_ten == (32, 10 * 30 + 2), "all ten: a row of ten digits per scale"
     assert all("read as asked" in row["label"] and "variety" not in row["label"] for row in all_ten_rows)
+
+
+def test_forward_process_looks_inside_the_model_at_each_level(tabs):
+    figures = tabs.forward.feature_maps("8", 600, 3)
+    assert [f["label"] for f in figures] == ["down 28x28", "down 14x14", "down 7x7", "middle 7x7", "up 7x7",
+                                             "up 14x14", "up 28x28"]
+    for f in figures:
+        level = decode(f["src"])
+        side = int(f["label"].split()[-1].split("x")[0])
+        assert level.shape == (28, 28) and "digit 8 at t = 600" in f["alt"]
+        assert (level.reshape(side, 28 // side, side, 28 // side) == level[::28 // side, ::28 // side][:, None, :, None]).all(), \
+            "each of the level's pixels shown as a block"
+        assert level.min() == 0 and level.max() == 255
 
 
 def test_forward_process_noises_in_closed_form_and_estimates_back(tabs):
@@ -322,11 +354,15 @@ def test_the_compare_and_forward_apis_answer_and_refuse_bad_input_clearly(served
                ("/forward_process", {"digit": "3", "timestep": 2.5, "seed": 0},
                 "timestep must be an integer from 0 to 999, not 2.5"),
                ("/forward_process", {"digit": "x", "timestep": 10, "seed": 0}, "digit must be one of"),
-               ("/forward_process", {"digit": "3", "timestep": 10, "seed": 2**70}, "seed must be an integer from 0")]
+               ("/forward_process", {"digit": "3", "timestep": 10, "seed": 2**70}, "seed must be an integer from 0"),
+               ("/feature_maps", {"digit": "3", "timestep": 1000, "seed": 0},
+                "timestep must be an integer from 0 to 999, not 1000")]
     for api_name, inputs, message in refused:
         with pytest.raises(Exception, match=re.escape(message)):
             client.predict(**inputs, api_name=api_name)
     assert client.predict(digit="3", timestep=10, seed=0, api_name="/forward_process")[1].startswith("t = 10: ")
+    maps = client.predict(digit="3", timestep=500, seed=0, api_name="/feature_maps")
+    assert [figure["label"] for figure in maps][::3] == ["down 28x28", "middle 7x7", "up 28x28"]
 
 
 def test_bad_input_gets_a_clear_error_and_the_app_serves_on(served_app):
@@ -352,7 +388,7 @@ def test_the_morph_api_refuses_bad_input_clearly_and_serves_on(served_app, shipp
     figures, readings = client.predict(**ends, point=0.0, api_name="/morph_point")
     expected = to_uint8(shipped_pipeline.generate(shipped_pipeline.settings([3], seed=1)))[0]
     np.testing.assert_array_equal(decode(figures[0]["src"]), expected)
-    assert abs(sum(readings["probabilities"]) - 1) < 1e-4
+    assert abs(sum(readings["probabilities"][0]) - 1) < 1e-4
     figures, reading, gif_path = client.predict(**ends, frames=3, api_name="/morph")
     assert reading.startswith("The classifier reads the frames as: 3 ") and Path(gif_path).suffix == ".gif"
 

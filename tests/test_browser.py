@@ -505,3 +505,73 @@ def test_writing_a_number_and_a_row_in_your_hand(browser, served_app, screenshot
                   end="")
     finally:
         context.close()
+
+
+# The How it learned tab's pictures: each snapshot's row of ten digits, its size on screen, and
+# whether it is in the viewport's width and uncovered.
+LEARNED_FIGURES = """() => [...document.querySelectorAll("#learned-figures figure")].map(figure => {
+    const img = figure.querySelector("img"), r = img.getBoundingClientRect();
+    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return {caption: figure.querySelector("figcaption").innerText, alt: img.alt, left: r.left, right: r.right,
+            cell: 28 * r.width / img.naturalWidth, uncovered: top === img || img.contains(top)};
+})"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_how_it_learned_and_live_mode(browser, served_app, screenshots, viewport, capsys):
+    """The recorded run: the ten digits at every snapshot, the loss curve marking the one picked, and
+    a snapshot's denoising playing. Then Live on the Generate tab: moving the guidance shows the
+    new final image, with no Generate."""
+    from playwright.sync_api import expect
+    from diffusion.progress import snapshot_steps
+
+    page = browser.new_page(viewport=VIEWPORTS[viewport])
+    shoot = lambda name: page.screenshot(path=screenshots / f"{viewport}-11-{name}.png", full_page=True)  # noqa: E731
+    width, steps = VIEWPORTS[viewport]["width"], snapshot_steps()
+    try:
+        page.goto(served_app)
+        page.get_by_role("tab", name="How it learned").click()
+        expect(page.locator("#learned-figures figure")).to_have_count(len(steps), timeout=120_000)
+        shoot("learned-before")
+        rows = page.evaluate(LEARNED_FIGURES)
+        assert [row["caption"].split(" · ")[0] for row in rows] == [f"step {step:,}" for step in steps]
+        for row in rows:
+            assert row["left"] >= 0 and row["right"] <= width and row["cell"] >= MIN_CELL_PX["phone"], row
+            assert "0 to 9 as the model at step" in row["alt"]
+        chart = page.locator("#learned-loss svg")
+        assert chart.bounding_box()["width"] <= width and chart.locator("circle").count() == 1
+        expect(chart).to_have_attribute("aria-label", re.compile(f"marked: step {steps[0]:,} "))
+        page.locator("#snapshot label").filter(has_text=f"step {steps[-1]:,} ·").click()
+        expect(chart).to_have_attribute("aria-label", re.compile(f"marked: step {steps[-1]:,} "))
+        page.locator("#learned-generate").click()
+        status = page.locator("#learned-status")
+        expect(status).to_contain_text(f"by the model at step {steps[-1]:,}: the classifier reads it as 3",
+                                       timeout=60_000)
+        shoot("learned-after")
+        animation = page.locator("#learned-picture img")
+        animation.scroll_into_view_if_needed()
+        wait_until_it_plays(animation, "the snapshot's denoising")
+        cell = page.evaluate("""() => { const img = document.querySelector("#learned-picture img");
+            return 28 * img.getBoundingClientRect().width / img.naturalWidth; }""")
+        assert cell >= MIN_CELL_PX[viewport] and no_sideways_scrolling(page), cell
+
+        page.get_by_role("tab", name="Generate").click()
+        page.locator("#live-mode input").check()
+        picture = page.locator("#denoising img")
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*the final image, live"), timeout=60_000)
+        expect(page.locator("#denoising .label")).to_have_text("The final image (live)")
+        before = picture.get_attribute("src")
+        page.locator("#guidance input[type=range]").focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        expect(picture).to_have_attribute("alt", re.compile("guidance 3 .*live"), timeout=60_000)
+        assert picture.get_attribute("src") != before, "a new picture, not only a new description"
+        expect(page.locator("#status")).to_contain_text("Live: Digit 3")
+        expect(page.locator("#probabilities figcaption")).to_contain_text("3: ")
+        assert page.locator("#generate").is_enabled() and cell_px(page) >= MIN_CELL_PX[viewport]
+        shoot("live")
+        with capsys.disabled():
+            print(f"\nbrowser ({viewport}): how it learned: a digit {rows[-1]['cell']:.0f} px in the rows, "
+                  f"{cell:.0f} px in the animation; live: {page.locator('#status').inner_text()}", end="")
+    finally:
+        page.close()

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from diffusion.io import load_safetensors
-from diffusion.progress import COLUMNS, read_rows, sample_points
+from diffusion.progress import COLUMNS, load_snapshot, read_rows, sample_points, snapshot_path, snapshot_steps
 
 from .conftest import ROOT, run_script, wait_until
 
@@ -84,8 +84,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, 
 
 
 def test_a_run_shows_its_progress_in_its_folder(tmp_path, mnist_root):
-    """The loss history, its plot, and the ten digits at each sample point (0, 50, 100, and the last)."""
-    result = run_script(*train_args(tmp_path, "run", 120), "--data-dir", mnist_root)
+    """The loss history, its plot, the ten digits at each sample point (0, 50, 100, and the last),
+    and with --snapshots the weights there."""
+    result = run_script(*train_args(tmp_path, "run", 120), "--data-dir", mnist_root, "--snapshots")
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     rows = read_rows(run / "loss.csv")
@@ -99,7 +100,24 @@ def test_a_run_shows_its_progress_in_its_folder(tmp_path, mnist_root):
     with Image.open(run / "progress.gif") as gif:
         assert gif.n_frames == 4 and gif.width == 2 * (10 * 30 + 2)
     chart = (run / "loss.svg").read_text()
-    assert chart.count("<circle") == 3 and "over 120 steps" in chart  # the sample points after step 0
+    assert chart.count("<circle") == 4 and "over 120 steps" in chart and "marked: step 0 (smoothed" in chart
+    check_snapshots(run / "snapshots", rows, tmp_path / "run.safetensors")
+
+
+def check_snapshots(folder, rows, exported):
+    """A weights file per sample point, in float16, saying its step, loss and command; the last is
+    the exported weights, rounded to float16, and loads as float32."""
+    assert snapshot_steps(folder) == [0, 50, 100, 120]
+    for step in snapshot_steps(folder):
+        tensors, metadata = load_safetensors(snapshot_path(step, folder))
+        assert {t.dtype for t in tensors.values()} == {torch.float16}
+        training = metadata["training"]
+        assert training["step"] == step and "--snapshots" in training["command"]
+        assert training["loss"] == (None if step == 0 else pytest.approx(rows[step - 1]["smoothed_loss"], rel=1e-5))
+    pipe = load_snapshot(120, folder)
+    final, _ = load_safetensors(exported)
+    for name, value in pipe.model.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, final[name].half().float()), name
 
 
 def test_sample_points_are_geometric_and_end_at_the_last_step():

@@ -13,7 +13,7 @@ import gradio as gr
 
 from diffusion import Pipeline, edit
 
-from . import draw, forward, generate, guidance, morph, repair, write
+from . import draw, forward, generate, guidance, learned, morph, repair, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
 from .shared import Context
@@ -61,6 +61,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
             with gr.Tab("Write a number"):
                 write.build(context)
             forward.build(context)
+            learned.build(context)
         app.load(partial(generate.step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
                  api_visibility="private")
         editing = Editing(context)

@@ -8,6 +8,7 @@ import gradio as gr
 from diffusion import STEP_RANGES, Pipeline, Settings, media
 from diffusion.classifier import StepReadings
 
+from . import live
 from .page import READINGS_TEMPLATE, picture_template
 from .shared import (DIGIT_CHOICES, LIMITS, MODEL_EVENT, PAGE_EVENT, SAMPLER_CHOICES, Context, announce, digits_of,
                      errors_shown_on_the_page, guided_where, hand_focus, live_region, picture, seed_box,
@@ -187,6 +188,7 @@ def settings_column(pipe: Pipeline) -> dict:
     with gr.Row():
         widgets["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
         widgets["stop"] = gr.Button("Stop", variant="secondary", interactive=False, elem_id="stop")
+    widgets["live_mode"] = live.switch()
     gr.Markdown(f"One request may take up to {LIMITS.max_image_steps:,} image-steps (digits x samples x steps).")
     return widgets
 
@@ -234,4 +236,5 @@ def build(context: Context) -> tuple[gr.Radio, gr.Slider]:
     for event in (started, generating, failed):  # .then: success only
         announce(event, w["status"], w["announcement"])
     w["stop"].click(handlers.stop, None, w["stop"], **PAGE_EVENT)
+    live.wire(context, w)
     return w["sampler"], w["steps"]

@@ -59,9 +59,7 @@ class Morph:
             image = morph.morph(self.context.pipe, start, end, [point])
         probabilities = class_probabilities(self.context.classifier, image)[0]
         likeliest = int(probabilities.argmax())
-        readings = {"heading": "What the classifier reads it as", "panels": [{
-            "svg": media.probability_bars(probabilities.tolist(), likeliest),
-            "caption": f"{likeliest}: {probabilities[likeliest]:.0%}"}], "probabilities": probabilities.tolist()}
+        readings = media.final_readings(probabilities[None], [likeliest])
         walk = walk_name(start, end)
         return [figure(f"at {point:g} of the way", media.to_uint8(image)[0], MORPH_SIZE,
                        alt=f"{walk} at {point:g} of the way, read as a {likeliest}")], readings

@@ -76,6 +76,9 @@ CSS = """
 #gif .empty, #png .empty, #morph-gif .empty, .download .empty { min-height: 0; height: 48px; }  /* no tall empty boxes before a run */
 .edit-row .picture .placeholder { min-height: 240px; }
 #write-picture .picture .placeholder { min-height: 160px; }  /* a line of digits: wide, not tall */
+#unet-diagram svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+/* The loss chart: drawn 360 wide, so that its labels stay readable when a phone shrinks it. */
+#learned-loss svg { display: block; width: 100%; max-width: 560px; height: auto; margin: 0 auto; }
 #picture-row { flex-wrap: wrap; justify-content: center; align-items: flex-start; }
 #picture-row > div { flex: 0 1 auto; min-width: min(300px, 100%) !important; width: auto; }
 #picture-row > #probabilities { flex: 1 1 300px; }  /* beside the picture, or below a wide one: the whole row */
@@ -113,11 +116,12 @@ PLAY_PAUSE = '`<button type="button" class="play-pause">Pause animation</button>
 
 
 def picture_template(placeholder: str) -> str:
-    """The live picture: one image, x_t above x0, with its labels outside it; before a run, what to do."""
+    """The live picture: one image, x_t above x0, with its labels outside it (or, a final image, its
+    caption above it); before a run, what to do."""
     return ("""<div class="picture">${value ? `
-  <p class="label">x<sub>t</sub>: the noisy sample (top half)</p>
+  <p class="label">${value.caption || "x<sub>t</sub>: the noisy sample (top half)"}</p>
   <img src="${value.src}" alt="${value.alt}" style="width: ${value.width}px"${value.still ? ` data-still="${value.still}"` : ""}>
-  <p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>
+  ${value.caption ? "" : `<p class="label">x&#x302;<sub>0</sub>: the model's guess of the clean digit (bottom half)</p>`}
   ${value.still ? PLAY_PAUSE : ""}` :
   `<p class="placeholder">""" + placeholder + """</p>`}</div>""").replace("PLAY_PAUSE", PLAY_PAUSE)
 

@@ -107,10 +107,12 @@ def animation(frames: list[np.ndarray], fps: float = media.FPS) -> dict:
     return {"src": media.data_url(media.gif_bytes(frames, fps=fps), "image/gif"), "still": media.png_data_url(frames[-1])}
 
 
-def picture(frames: list[np.ndarray], alt: str) -> dict:
-    """The live picture's value: one frame as a PNG, or many as the looping animation."""
+def picture(frames: list[np.ndarray], alt: str, caption: str | None = None) -> dict:
+    """The live picture's value: one frame as a PNG, or many as the looping animation; frames of
+    x_t above x0, or with a caption, what it says."""
     shown = {"src": media.png_data_url(frames[0])} if len(frames) == 1 else animation(frames)
-    return shown | {"width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt}
+    return shown | {"width": shown_width(frames[0], media.ANIMATION_SIZE), "alt": alt} | (
+        {"caption": caption} if caption else {})
 
 
 def figure(label: str, image: np.ndarray, size: int, alt: str | None = None) -> dict:

@@ -197,6 +197,7 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     gate.open()
     expect(status).to_contain_text("Stopped at step", timeout=60_000)
     stopped = picture_gif(page)
+    picture.scroll_into_view_if_needed()  # Stop's click brought Stop into view; on a phone the picture is below
     shoot("5-generate-stopped")
     report(f"stopped: {status.inner_text()!r}; partial animation {stopped.n_frames} frames")
     assert stopped.n_frames >= 2 and all(page.evaluate(PICTURE_ON_TOP))

@@ -32,7 +32,7 @@ from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.io import load_safetensors, save_safetensors
 from diffusion.media import sample_grid, save_png, to_uint8
 from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
-from diffusion.progress import TrainingLog
+from diffusion.progress import TrainingLog, snapshot_path
 from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss
 from diffusion.unet import UNet, UNetConfig
 
@@ -325,8 +325,8 @@ def save_snapshot(ema: UNet, schedule_config: ScheduleConfig, run_dir: Path, ste
     step), the command, and the training time so far on what hardware."""
     training = {"command": command(), "step": step, "loss": loss, "wall_time_s": round(wall_s, 1),
                 "hardware": hardware(device), "snapshot": True}
-    save_weights(run_dir / "snapshots" / f"step-{step:07d}.safetensors", ema, schedule_config, SamplingConfig(),
-                 training, dtype=torch.float16)
+    save_weights(snapshot_path(step, run_dir / "snapshots"), ema, schedule_config, SamplingConfig(), training,
+                 dtype=torch.float16)
 
 
 def command() -> str:

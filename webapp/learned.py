@@ -29,7 +29,8 @@ class Learned:
         self.steps = progress.snapshot_steps(self.folder)
         self.history = progress.read_rows(self.folder / "loss.csv")
         self.pipes: dict[int, Pipeline] = {}
-        self.loading = threading.Lock()
+        self.rows: tuple[list[dict], str] | None = None  # every_snapshot's, once made
+        self.loading = threading.RLock()  # make_rows loads snapshots while holding it
 
     def snapshot(self, step: int) -> Pipeline:
         """The snapshot at `step`, loaded on first use; a missing or damaged one says so in one line."""
@@ -52,8 +53,13 @@ class Learned:
             return f"{self.steps[-1]:,} steps"
         return f"{self.steps[-1]:,} steps on {training['hardware']} ({training['wall_time_s'] / 60:.0f} min)"
 
+    def loss_at(self, step: int) -> float | None:
+        """The run's smoothed loss at `step`; None without its loss.csv."""
+        return progress.smoothed_at(self.history, step) if self.history else None
+
     def label(self, step: int) -> str:
-        return f"step {step:,}" + (f" · loss {progress.smoothed_at(self.history, step):.3f}" if self.history else "")
+        loss = self.loss_at(step)
+        return f"step {step:,}" + ("" if loss is None else f" · loss {loss:.3f}")
 
     def chart(self, step: int) -> str:
         """The recorded run's loss curve, the snapshot at `step` marked on it."""
@@ -63,7 +69,13 @@ class Learned:
 
     def every_snapshot(self) -> tuple[list[dict], str]:
         """(figures, status): 0 to 9 as each snapshot writes them (seed 0); a snapshot that cannot be
-        loaded is left out and named in the status."""
+        loaded is left out and named in the status. Made once, at the tab's first opening."""
+        with self.loading:
+            if self.rows is None:
+                self.rows = self.make_rows()
+            return self.rows
+
+    def make_rows(self) -> tuple[list[dict], str]:
         figures, failed = [], []
         for step in self.steps:
             try:
@@ -92,8 +104,7 @@ class Learned:
         read = class_probabilities(self.context.classifier, sample_step.x).argmax(1).tolist()
         name = f"mnist-learning_step-{step}_{settings.file_stem.removeprefix('mnist-')}"
         gif_path, _ = self.context.save_downloads(name, frames)
-        details = {"step": step, "loss": progress.smoothed_at(self.history, step) if self.history else None,
-                   "digits": digits, "read_as": read}
+        details = {"step": step, "loss": self.loss_at(step), "digits": digits, "read_as": read}
         yield (picture(frames, f"the denoising of {what}, looping"),
                f"{what}: the classifier reads it as {' '.join(map(str, read))}.", gif_path, details)
 
@@ -111,8 +122,7 @@ class Learned:
 
     def api_snapshots(self) -> list[dict]:
         """The recorded run's snapshots: each one's step and smoothed training loss there."""
-        return [{"step": step, "loss": progress.smoothed_at(self.history, step) if self.history else None}
-                for step in self.steps]
+        return [{"step": step, "loss": self.loss_at(step)} for step in self.steps]
 
 
 def build(context: Context, folder: str | Path = progress.RECORDED_RUN) -> None:

@@ -10,13 +10,14 @@ A server that samples for many requests at once loads it with `shared=True`: thr
 at the same time then share the model's forward passes (batching.py).
 """
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .batching import SharedModel
+from .batching import RecentForwardPasses, SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
 from .samplers import SAMPLERS, EpsFn, Steps, classifier_free_guidance, final_image, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
@@ -121,6 +122,14 @@ class Pipeline:
         # channels_last lets the CPU's convolution kernels run about 1.4x faster here (see diffusion.bench).
         model = model.to(device, memory_format=torch.channels_last)
         return cls(model, NoiseSchedule(schedule_config), sampling_config, metadata, shared)
+
+    def reusing_forward_passes(self, remembered: int = 64) -> "Pipeline":
+        """This pipeline, answering the last `remembered` forward passes again from memory rather
+        than with the model (batching.RecentForwardPasses): for live mode, where one change of
+        guidance leaves the first steps as they were. Same images, same model."""
+        reusing = copy.copy(self)
+        reusing.denoiser = RecentForwardPasses(self.denoiser, remembered)
+        return reusing
 
     def settings(self, digits, seed=0, guidance_scale=None, sampler=None, steps=None, samples_per_digit=1,
                  guidance_interval=None, limits: Limits = Limits()) -> Settings:

@@ -1,5 +1,6 @@
 """Requests sampled together through one SharedModel get exactly the images they get alone."""
 
+import copy
 import os
 import sys
 import threading
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from diffusion import Pipeline
-from diffusion.batching import CALLER_NICENESS, CORES, MAX_BATCH_SIZE, SharedModel
+from diffusion.batching import CALLER_NICENESS, CORES, MAX_BATCH_SIZE, RecentForwardPasses, SharedModel
 
 from .conftest import wait_until
 
@@ -138,3 +139,48 @@ def test_an_image_is_computed_the_same_in_any_batch(shipped_pipeline, restore_th
         for size in (2, 3, 5, 6, 12, 16, n):
             in_batches = torch.cat([model(x[i:i + size], t[i:i + size], labels[i:i + size]) for i in range(0, n, size)])
             assert torch.equal(in_batches, one_by_one), f"batches of {size} round differently on {threads} threads"
+
+
+def test_a_change_of_guidance_reuses_the_first_steps_and_makes_the_same_image(shipped_pipeline):
+    """Live mode's pipeline: the steps before the guidance interval, and the first guided step's two
+    predictions, do not depend on the scale, so a new scale computes only the rest, and every
+    image is the one the model makes without reuse."""
+    calls = []
+
+    def counted(x, t, labels):
+        calls.append(len(x))
+        return shipped_pipeline.model(x, t, labels)
+
+    plain = copy.copy(shipped_pipeline)
+    plain.denoiser = counted
+    reusing = plain.reusing_forward_passes()
+    timesteps, (low, high) = plain.timesteps(9), plain.sampling_config.guidance_interval
+    reused = sum(1 for t in timesteps if t > high) + 1  # the first guided step's inputs are the scale's too
+    assert 0 < reused < len(timesteps), "the default's guidance interval should leave steps before it"
+    for scale, expected_calls in ((2.5, len(timesteps)), (3.0, len(timesteps) - reused), (2.5, 0)):
+        settings = plain.settings([7], seed=11, guidance_scale=scale, steps=9)
+        calls.clear()
+        images = reusing.generate(settings)
+        assert len(calls) == expected_calls, (scale, calls)
+        assert torch.equal(images, plain.generate(settings)), f"guidance {scale}: not the image made without reuse"
+    settings = plain.settings([7], seed=12, guidance_scale=3.0, steps=9)
+    calls.clear()
+    assert torch.equal(reusing.generate(settings), plain.generate(settings))
+    assert len(calls) == 2 * len(timesteps), "a new seed shares no step: every one computed (and again without reuse)"
+
+
+def test_reuse_remembers_only_the_latest_answers():
+    """At most `remembered` answers are kept, the least recently used given up first."""
+    made = []
+
+    def model(x, t, labels):
+        made.append(int(t[0]))
+        return x * 2
+
+    reusing = RecentForwardPasses(model, remembered=2)
+    x, labels = torch.ones(1, 1, 2, 2), torch.tensor([3])
+    for t in (1, 2, 1, 3, 2, 1):
+        assert torch.equal(reusing(x, torch.tensor([t]), labels), x * 2)
+    # 1 comes from memory; 3 pushes out 2, the least recently used; 2 then pushes out 1, and 1 out 3.
+    assert made == [1, 2, 3, 2, 1]
+    assert len(reusing.answers) == 2

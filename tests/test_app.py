@@ -1,6 +1,8 @@
 """The Gradio app: its handlers called directly, then the running app through gradio_client."""
 
 import base64
+import http.client
+import json
 import math
 import re
 import socket
@@ -728,3 +730,21 @@ def test_the_write_apis_write_a_number_and_answer_bad_input_clearly(served_app, 
         client.predict(handle_file(str(three)), "12", 12, api_name="/write_like")
     _, _, details = client.predict("2026", 0, api_name="/write")
     assert details["read_as"] == [2, 0, 2, 6], "the next request is served"
+
+
+def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
+    """Gradio keeps each session's latest values, and each API call is a session of its own: served
+    with the app's launch options, more calls than SESSIONS_KEPT leave only SESSIONS_KEPT sessions."""
+    blocks = webapp.build_app(shipped_pipeline)
+    port = free_port()
+    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(webapp.SESSIONS_KEPT + 10):
+            connection.request("POST", "/gradio_api/call/v2/snapshots", "{}", {"Content-Type": "application/json"})
+            event_id = json.loads(connection.getresponse().read())["event_id"]
+            connection.request("GET", f"/gradio_api/call/v2/snapshots/{event_id}")
+            assert b"event: complete" in connection.getresponse().read()
+        assert len(blocks.state_holder.session_data) == webapp.SESSIONS_KEPT
+    finally:
+        blocks.close()

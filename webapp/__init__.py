@@ -24,6 +24,7 @@ from .shared import Context
 MAX_RUNS_AT_ONCE = 32
 MAX_QUEUE_SIZE = 64
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
+SESSIONS_KEPT = 100  # about 0.45 MB each: see LAUNCH_OPTIONS
 
 # How the server is launched: by app.py, and by the tests that serve the app in their own process.
 LAUNCH_OPTIONS = {
@@ -34,6 +35,10 @@ LAUNCH_OPTIONS = {
     "quiet": True,  # Gradio's banner would suggest share=True, a public link this demo does not offer
     "max_file_size": edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
     "max_threads": MAX_RUNS_AT_ONCE + 40,  # threads for the runs, and to spare
+    # Gradio keeps, for each session, every component's latest value (a run's animation too) until
+    # this many newer sessions push it out; each API call is a session of its own. The app keeps
+    # nothing of its own in Gradio's sessions, so a session pushed out loses nothing.
+    "state_session_capacity": SESSIONS_KEPT,
 }
 
 

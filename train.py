@@ -145,9 +145,14 @@ class StopRequest:
         self.requested = True
 
 
+def processes() -> int:
+    """How many processes train together: torchrun says so in WORLD_SIZE; 1 without it."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def start_processes() -> tuple[int, int, int, torch.device]:
     """(rank, local rank, world size, device) of this process; with several (torchrun), their group started."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    world_size = processes()
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if world_size > 1:
@@ -331,17 +336,15 @@ def save_snapshot(ema: UNet, schedule_config: ScheduleConfig, run_dir: Path, ste
 
 def command() -> str:
     """The command line that started this run."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    launcher = f"torchrun --nproc_per_node={world_size} " if world_size > 1 else "python "
+    launcher = f"torchrun --nproc_per_node={processes()} " if processes() > 1 else "python "
     return launcher + " ".join(["train.py"] + sys.argv[1:])
 
 
 def hardware(device: torch.device) -> str:
     """What the run trains on: "2 x NVIDIA H100", "1 x x86_64 CPU, 2 threads"."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
     if device.type == "cuda":
-        return f"{world_size} x {torch.cuda.get_device_name(device)}"
-    return f"{world_size} x {platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        return f"{processes()} x {torch.cuda.get_device_name(device)}"
+    return f"{processes()} x {platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, device, wall_s) -> None:

@@ -26,9 +26,18 @@ class Forward:
         model = context.pipe.model
         self.watched_model, self.watching = UNet(model.config).to(context.pipe.device).eval(), threading.Lock()
         self.watched_model.load_state_dict(model.state_dict())
+        # The tab's two events, the pictures and the feature maps, come together for each change:
+        # the second takes the x_t the first made (the lock makes it wait for it) rather than its own.
+        self.last_noised, self.noising = None, threading.Lock()
 
     def noised(self, digit: str, timestep: int, seed: int):
         """(digits, x_0, x_t, the model's one-step estimate of x_0) for the tab's settings."""
+        with self.noising:
+            if self.last_noised is None or self.last_noised[0] != (digit, timestep, seed):
+                self.last_noised = ((digit, timestep, seed), self.make_noised(digit, timestep, seed))
+            return self.last_noised[1]
+
+    def make_noised(self, digit: str, timestep: int, seed: int):
         pipe, digits = self.context.pipe, digits_of(digit)
         with errors_shown_on_the_page():
             clean = pipe.generate(pipe.settings(digits, seed))

@@ -16,7 +16,7 @@ if __name__ == "__main__":
     print("Starting the MNIST diffusion demo: loading PyTorch and Gradio…", flush=True)
 
 from diffusion import DEFAULT_WEIGHTS, Pipeline, cli
-from webapp import LAUNCH_OPTIONS, build_app
+from webapp import LAUNCH_OPTIONS, build_app, tools
 from webapp.server import check_can_listen, port, share_memory_pools
 
 
@@ -27,6 +27,8 @@ def main() -> None:
                    help="address to listen on: 127.0.0.1 (this computer only) or 0.0.0.0 (the network)")
     p.add_argument("--port", type=port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
+    p.add_argument("--mcp", action="store_true",
+                   help="also offer the app's tools to AI assistants (MCP), at /gradio_api/mcp/ (docs/assistants.md)")
     args = p.parse_args()
     check_can_listen(p, args.host, args.port)
 
@@ -37,7 +39,10 @@ def main() -> None:
     # SIGTERM (docker stop) then shuts the server down as Ctrl-C does, instead of waiting to be killed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     app = build_app(pipe)
-    app.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, **LAUNCH_OPTIONS)
+    app.launch(server_name=args.host, server_port=args.port, mcp_server=args.mcp, prevent_thread_lock=True,
+               **LAUNCH_OPTIONS)
+    if args.mcp:
+        tools.offer_only_the_tools(app)
     print(f"Serving on {app.local_url} (Ctrl-C stops it)", flush=True)
     app.block_thread()  # returns once Ctrl-C or SIGTERM has closed the server
     # Leave at once: the native teardown of torch's libraries after that takes 1.2 s here,

@@ -123,13 +123,14 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = N
 
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory) -> str:
-    """`python app.py` started as a user starts it, on a free port; yields its URL. Its output goes
-    to a file: a pipe nobody reads would stall the app once full (each refused request logs)."""
+    """`python app.py --mcp` started as a user starts it, on a free port (its tools for assistants
+    too); yields its URL. Its output goes to a file: a pipe nobody reads would stall the app once
+    full (each refused request logs)."""
     port = free_port()
     log = tmp_path_factory.mktemp("served-app") / "app.log"
     with open(log, "w") as output:
-        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                                   stdout=output, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu", "--mcp"],
+                                   cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     wait_until_serving(url, process, log)
     yield url

@@ -560,10 +560,10 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
         return handle_file(str(path))
 
     three = upload("three.png", three_drawn_in_a_corner())
-    png, gif, details = client.predict(three, None, 0.7, 0, api_name="/draw")
+    png, gif, details = client.predict(three, None, 0.7, 0, api_name="/finish_drawing")
     assert (details["picture_read_as"], details["digit"], read_as(png)) == (3, 3, 3)
     assert Path(gif).suffix == ".gif" and len(iio.imread(gif, index=None)) >= media.MIN_FRAMES
-    png, gif, details = client.predict(three, 8, 0.9, 0, api_name="/draw")
+    png, gif, details = client.predict(three, 8, 0.9, 0, api_name="/finish_drawing")
     assert details["digit"] == 8 and read_as(png) == 8, "a drawn 3 made an 8"
 
     bottom, left = Image.new("L", (800, 800)), Image.new("L", (800, 800))
@@ -572,7 +572,7 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
     for digit, painted in ((None, bottom), (8, left)):  # None: the digit the picture reads as, a 3
         model_input, mask = edit.to_model_input(three_drawn_in_a_corner(), painted)
         given, kept = to_uint8(model_input)[0].astype(int), ~mask[0, 0].numpy()
-        png, gif, details = client.predict(three, upload("mask.png", painted), digit, 0, api_name="/repair")
+        png, gif, details = client.predict(three, upload("mask.png", painted), digit, 0, api_name="/repair_digit")
         repaired = as_28x28(png).astype(int)
         assert np.abs(repaired - given)[kept].max() <= 1, "the kept part is kept"
         assert np.abs(repaired - given)[~kept].max() > 64, "the painted part is made anew"
@@ -590,15 +590,15 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
     ]
     for picture, strength, message in bad_draws:
         with pytest.raises(Exception, match=re.escape(message)):
-            client.predict(picture, None, strength, 0, api_name="/draw")
+            client.predict(picture, None, strength, 0, api_name="/finish_drawing")
     with pytest.raises(Exception, match="digit must be one of 0, 1"):
-        client.predict(three, 12, 0.7, 0, api_name="/draw")
+        client.predict(three, 12, 0.7, 0, api_name="/finish_drawing")
     everything, nothing = Image.new("L", (800, 800), 255), Image.new("L", (800, 800), 0)
     for mask, message in ((upload("nothing.png", nothing), "mask must be painted over the part to fill in"),
                           (upload("everything.png", everything), "(it covers everything)")):
         with pytest.raises(Exception, match=re.escape(message)):
-            client.predict(three, mask, None, 0, api_name="/repair")
-    _, _, details = client.predict(three, None, 0.7, 0, api_name="/draw")
+            client.predict(three, mask, None, 0, api_name="/repair_digit")
+    _, _, details = client.predict(three, None, 0.7, 0, api_name="/finish_drawing")
     assert details["digit"] == 3, "the next request is served"
 
 
@@ -612,7 +612,7 @@ def test_a_photo_turned_by_its_exif_tag_is_drawn_upright(served_app, tmp_path):
     exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
     three.transpose(Image.Transpose.ROTATE_90).save(turned, exif=exif)
     client = Client(served_app, verbose=False)
-    results = [client.predict(handle_file(str(path)), None, 0.7, 0, api_name="/draw") for path in (upright, turned)]
+    results = [client.predict(handle_file(str(path)), None, 0.7, 0, api_name="/finish_drawing") for path in (upright, turned)]
     (png, _, details), (turned_png, _, turned_details) = results
     assert turned_details["picture_read_as"] == details["picture_read_as"] == 3
     np.testing.assert_array_equal(iio.imread(turned_png), iio.imread(png))
@@ -734,7 +734,8 @@ def test_the_write_apis_write_a_number_and_answer_bad_input_clearly(served_app, 
 
 def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
     """Gradio keeps each session's latest values, and each API call is a session of its own: served
-    with the app's launch options, more calls than SESSIONS_KEPT leave only SESSIONS_KEPT sessions."""
+    with the app's launch options, more calls than SESSIONS_KEPT leave only SESSIONS_KEPT sessions,
+    each small (webapp.server.SessionStateOnDemand)."""
     blocks = webapp.build_app(shipped_pipeline)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
@@ -746,5 +747,7 @@ def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
             connection.request("GET", f"/gradio_api/call/v2/snapshots/{event_id}")
             assert b"event: complete" in connection.getresponse().read()
         assert len(blocks.state_holder.session_data) == webapp.SESSIONS_KEPT
+        kept = max(len(session.config_values) for session in blocks.state_holder.session_data.values())
+        assert kept < len(blocks.blocks) / 10, "a session copies the settings of the components it changed, not all"
     finally:
         blocks.close()

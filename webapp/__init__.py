@@ -13,18 +13,19 @@ import gradio as gr
 
 from diffusion import Pipeline, edit
 
-from . import draw, forward, generate, guidance, learned, morph, repair, write
+from . import draw, forward, generate, guidance, learned, morph, repair, tools, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
+from .server import copy_session_settings_on_demand
 from .shared import Context
 
-# Requests sampling at the same time share the model's forward passes (diffusion/batching.py); up to
-# MAX_QUEUE_SIZE more wait for a place. On 2 CPU cores the last of those was served within 8 s
-# (docs/serving.md); beyond, Gradio answers at once that the app is busy, to try again.
-MAX_RUNS_AT_ONCE = 32
-MAX_QUEUE_SIZE = 64
+# Requests sampling at the same time share the model's forward passes (diffusion/batching.py): a
+# hall of 100 pressing Generate together all sample at once. Up to MAX_QUEUE_SIZE more wait for a
+# place; beyond, Gradio answers at once that the app is busy, to try again (docs/scaling.md).
+MAX_RUNS_AT_ONCE = 100
+MAX_QUEUE_SIZE = 100
 CACHE_TTL_S = 3600  # how long generated files stay downloadable
-SESSIONS_KEPT = 100  # about 0.45 MB each: see LAUNCH_OPTIONS
+SESSIONS_KEPT = 300  # more than can be under way at once (see LAUNCH_OPTIONS)
 
 # How the server is launched: by app.py, and by the tests that serve the app in their own process.
 LAUNCH_OPTIONS = {
@@ -37,7 +38,8 @@ LAUNCH_OPTIONS = {
     "max_threads": MAX_RUNS_AT_ONCE + 40,  # threads for the runs, and to spare
     # Gradio keeps, for each session, every component's latest value (a run's animation too) until
     # this many newer sessions push it out; each API call is a session of its own. The app keeps
-    # nothing of its own in Gradio's sessions, so a session pushed out loses nothing.
+    # nothing of its own in Gradio's sessions, so a session pushed out loses nothing; but a run's
+    # stream reads its session at each update, and would rebuild it were it pushed out mid-run.
     "state_session_capacity": SESSIONS_KEPT,
 }
 
@@ -46,6 +48,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
               cache_ttl_s: int = CACHE_TTL_S, clock=time.perf_counter) -> gr.Blocks:
     # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
+    copy_session_settings_on_demand()
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
         context = Context(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
         gr.HTML('<a class="skip-link" href="#">Skip to the controls</a>', js_on_load=None, padding=False, elem_id="skip")
@@ -69,8 +72,6 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
             learned.build(context)
         app.load(partial(generate.step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
                  api_visibility="private")
-        editing = Editing(context)
-        gr.api(editing.api_draw, api_name="draw", concurrency_id="model")
-        gr.api(editing.api_repair, api_name="repair", concurrency_id="model")
+        tools.register(context, Editing(context))
     app.queue(max_size=max_queue_size, default_concurrency_limit=max_runs_at_once)
     return app

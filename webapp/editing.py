@@ -1,11 +1,10 @@
-"""What the Draw and Repair tabs share: an edit streamed to the page, its outputs, and the API's
-/draw and /repair, which take picture files."""
+"""What the Draw and Repair tabs share: an edit streamed to the page, and its outputs (the API's
+finish_drawing and repair_digit, in tools.py, run the same edit)."""
 
 import random
 
 import gradio as gr
 import numpy as np
-from gradio import FileData
 from PIL import Image
 
 from diffusion import edit, media
@@ -80,34 +79,12 @@ class Editing:
         drawing = 255 - self.generated_digit(digit, seed)
         return {"background": drawing, "layers": [], "composite": drawing}
 
-    def api_draw(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
-                 seed: int = 0) -> tuple[FileData, FileData, dict]:
-        """Finish a picture of a digit (PNG, JPEG, ...: any size, grey or colour, with or without alpha):
-        it is noised `strength` of the way (above 0: tidy it; 1: a loose hint) and denoised towards
-        `digit` (None: the digit it reads as). Returns the final image (PNG), the denoising (GIF),
-        and the details: the digit made, the one the picture read as, the result's probabilities."""
-        *_, gif, png, details = last(self.run_edit(uploaded(picture["path"]), None, edit_digit(digit), strength, seed))
-        return png, gif, details
-
-    def api_repair(self, picture: FileData, mask: FileData, digit: int | None = None,
-                   seed: int = 0) -> tuple[FileData, FileData, dict]:
-        """Fill in part of a picture of a digit: mask is a picture of the same shape, white (or opaque,
-        on a transparent one) where to fill in; the rest is kept. Returns as /draw does."""
-        image, painted = uploaded(picture["path"]), uploaded(mask["path"])
-        *_, gif, png, details = last(self.run_edit(image, painted, edit_digit(digit), 1.0, seed))
-        return png, gif, details
-
 
 def last(updates):
     """A stream's last update."""
     for update in updates:
         pass
     return update
-
-
-def edit_digit(digit: int | None) -> str:
-    """An API caller's digit as the edit's choice: None takes the digit the picture reads as."""
-    return AS_READ if digit is None else str(digit)
 
 
 def canvas_picture(value: dict | None, part: str) -> Image.Image:

@@ -1,0 +1,135 @@
+"""What an AI assistant can call: the demo's four operations as API endpoints with plain, typed
+parameters and pictures for results. With `python app.py --mcp`, Gradio's MCP server offers each
+as a tool named after its method and described by its docstring (its Args: name the parameters),
+and only these: the page's own endpoints return the page's HTML."""
+
+import random
+
+import gradio as gr
+from gradio import FileData
+
+from diffusion import edit, media, morph
+from diffusion.classifier import class_probabilities
+
+from .editing import AS_READ, Editing, last
+from .shared import LIMITS, ROW_SIZE, Context, errors_shown_on_the_page, uploaded
+
+TOOLS = ["generate_digit", "morph_digits", "finish_drawing", "repair_digit"]
+MORPH_FRAMES = 9
+
+
+class Tools:
+    """The tools' handlers. Each validates its values the way the page and the API do (the
+    library's checks, with the same messages) and returns (PNG, GIF, details)."""
+
+    def __init__(self, context: Context, editing: Editing):
+        self.context = context
+        self.editing = editing
+
+    def generate_digit(self, digit: int, guidance_scale: float | None = None,
+                       seed: int | None = None) -> tuple[FileData, FileData, dict]:
+        """Draw a handwritten digit (MNIST style, white on black) with a diffusion model, from pure noise.
+
+        Args:
+            digit: the digit to draw, from 0 to 9.
+            guidance_scale: how hard to push towards the digit, from 0 to 10: 0 ignores it, 1 is plain conditional, about 2.5 (the default, when None) gives the crispest digits.
+            seed: a whole number from 0 that fixes the noise, so the same seed gives the same picture; None picks one.
+        Returns:
+            The digit as a PNG, the denoising from noise to digit as an animated GIF, and details: the settings used and what a classifier reads the picture as.
+        """
+        pipe = self.context.pipe
+        seed = random.randrange(2**32) if seed is None else seed
+        scale = pipe.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
+        with errors_shown_on_the_page():
+            settings = pipe.settings([digit], seed, scale, limits=LIMITS)
+            frames = []
+            for step, step_frames in media.denoising_animation(pipe.sample_steps(settings)):
+                frames += step_frames
+        gif, png = self.context.save_downloads(settings.file_stem, frames, media.to_uint8(step.x)[0])
+        return file(png), file(gif), {"digit": digit, "guidance_scale": scale, "seed": seed} | self.read(step.x)
+
+    def morph_digits(self, start_digit: int, end_digit: int, start_seed: int = 0,
+                     end_seed: int = 1) -> tuple[FileData, FileData, dict]:
+        """Walk smoothly from one generated digit to another, through the model's noise, in 9 frames.
+
+        Args:
+            start_digit: the digit to start from, 0 to 9.
+            end_digit: the digit to end at, 0 to 9 (the same digit with another seed morphs between two styles).
+            start_seed: the start digit's seed, a whole number from 0.
+            end_seed: the end digit's seed, a whole number from 0.
+        Returns:
+            The 9 frames in a row as a PNG (start on the left), the morph there and back as an animated GIF, and details: what a classifier reads each frame as.
+        """
+        pipe = self.context.pipe
+        with errors_shown_on_the_page():
+            start, end = morph.morph_ends(pipe, (start_digit, start_seed), (end_digit, end_seed))
+            images = morph.morph(pipe, start, end, morph.frame_points(MORPH_FRAMES))
+        frames = media.to_uint8(images)
+        name = f"mnist-morph_{start_digit}-seed-{start_seed}_to_{end_digit}-seed-{end_seed}_{MORPH_FRAMES}-frames"
+        row = media.grid(frames, columns=MORPH_FRAMES)
+        gif, png = self.context.save_downloads(name, media.back_and_forth(list(frames)), row, morph.FPS,
+                                               png_size=ROW_SIZE)
+        return file(png), file(gif), {"frames_read_as": morph.reading(class_probabilities(self.context.classifier, images))}
+
+    def finish_drawing(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,
+                       seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Finish or tidy a picture of a handwritten digit (a sketch, a photo, a scan): the model noises it partly and denoises it into a clean MNIST-style digit.
+
+        Args:
+            picture: the picture: PNG, JPEG, ..., any size, dark ink on light paper or light on dark.
+            digit: the digit to make of it, 0 to 9; None makes the digit it already looks like.
+            strength: how much to change, above 0 and at most 1: low tidies the strokes, 1 takes the picture as a loose hint.
+            seed: a whole number from 0 that fixes the noise added.
+        Returns:
+            The finished digit as a PNG, its denoising as an animated GIF, and details: the digit made, the digit the picture was read as, and the result's class probabilities.
+        """
+        *_, gif, png, details = last(self.editing.run_edit(uploaded(picture["path"]), None, edit_digit(digit),
+                                                           strength, seed))
+        return file(png), file(gif), details
+
+    def repair_digit(self, picture: FileData, mask: FileData, digit: int | None = None,
+                     seed: int = 0) -> tuple[FileData, FileData, dict]:
+        """Repair part of a picture of a handwritten digit: the model fills in the masked part so that it fits the rest.
+
+        Args:
+            picture: the picture of a digit: PNG, JPEG, ..., any size.
+            mask: a picture of the same shape, white (or opaque, on a transparent one) where to fill in; the rest is kept.
+            digit: the digit to make of it, 0 to 9; None makes the digit the picture already looks like.
+            seed: a whole number from 0 that fixes the noise.
+        Returns:
+            The repaired digit as a PNG, its denoising as an animated GIF, and details as finish_drawing gives.
+        """
+        image, painted = uploaded(picture["path"]), uploaded(mask["path"])
+        *_, gif, png, details = last(self.editing.run_edit(image, painted, edit_digit(digit), 1.0, seed))
+        return file(png), file(gif), details
+
+    def read(self, images) -> dict:
+        """What the classifier reads the first image as, and how sure it is."""
+        probabilities = class_probabilities(self.context.classifier, images)[0]
+        return {"read_as": int(probabilities.argmax()), "probability": round(float(probabilities.max()), 4)}
+
+
+def file(path: str) -> dict:
+    """A file the endpoint made, as Gradio's file data: a client downloads it, an assistant sees the picture."""
+    return FileData(path=path).model_dump()
+
+
+def edit_digit(digit: int | None) -> str:
+    """An API caller's digit as the edit's choice: None takes the digit the picture reads as."""
+    return AS_READ if digit is None else str(digit)
+
+
+def register(context: Context, editing: Editing) -> None:
+    """The tools as API endpoints named after them."""
+    tools = Tools(context, editing)
+    for name in TOOLS:
+        # Not queued: Gradio's MCP server hands a queued endpoint's several results to the
+        # assistant as one line of text (gradio 6.31, GradioMCPServer._execute_tool_without_progress).
+        gr.api(getattr(tools, name), api_name=name, queue=False)
+
+
+def offer_only_the_tools(app: gr.Blocks) -> None:
+    """Once launched with its MCP server: Gradio offers every endpoint of the API as a tool, and
+    the page's own return the page's HTML; an assistant is offered these four."""
+    server = app.mcp_server_obj
+    server.tool_to_endpoint = {name: endpoint for name, endpoint in server.tool_to_endpoint.items() if name in TOOLS}

@@ -59,8 +59,10 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def generate(connection: http.client.HTTPConnection, digit: int, seed: int) -> Outcome:
-    """One Generate at the default settings, timed from asking: its first update and its end."""
+def generate(connection: http.client.HTTPConnection, digit: int, seed: int,
+             first_update: threading.Event | None = None) -> Outcome:
+    """One Generate at the default settings, timed from asking: its first update and its end
+    (first_update, if given, is set when it comes)."""
     outcome = Outcome("lost", digit, seed, message="no answer in time")
     started = time.perf_counter()
     try:
@@ -83,10 +85,14 @@ def generate(connection: http.client.HTTPConnection, digit: int, seed: int) -> O
                         continue
                     elif event == b"generating" and outcome.first_update_s is None:
                         outcome.first_update_s = time.perf_counter() - started
+                        if first_update:
+                            first_update.set()
                     elif event == b"complete":
                         outcome.kind, outcome.png_url = "completed", json.loads(line[len(b"data:"):])[3]["url"]
                     elif event == b"error":
                         outcome.kind, outcome.message = "failed", line[len(b"data:"):].decode().strip()
+            if outcome.kind == "lost":  # the server closed the stream before its end
+                outcome.kind, outcome.message = "failed", "the stream ended before the result"
     except TimeoutError:
         connection.close()
     except (OSError, http.client.HTTPException) as e:
@@ -96,17 +102,31 @@ def generate(connection: http.client.HTTPConnection, digit: int, seed: int) -> O
     return outcome
 
 
-def run_users(url: str, users: int, requests: int, first_seed: int) -> list[Outcome]:
-    """users threads, each with its own connection, sending `requests` one after another, all
-    released together."""
+def connect(url: str, source: str | None = None) -> http.client.HTTPConnection:
+    """A connection to url's server, from the address source if given."""
+    address = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT_S,
+                                      source_address=(source, 0) if source else None)
+
+
+def user_address(index: int) -> str:
+    """A user's own address on this machine (all of 127/8 is loopback), as a user elsewhere has,
+    which a proxy can tell apart: 127.0.1.2, 127.0.1.3, ..."""
+    return f"127.0.{1 + index // 250}.{2 + index % 250}"
+
+
+def run_users(url: str, users: int, requests: int, first_seed: int, own_addresses: bool = False,
+              first_update: threading.Event | None = None) -> list[Outcome]:
+    """users threads, each with its own connection (with own_addresses, from its user_address),
+    sending `requests` one after another, all released together."""
     release = threading.Barrier(users)
 
     def user(index: int) -> list[Outcome]:
-        address = urllib.parse.urlsplit(url)
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT_S)
+        connection = connect(url, user_address(index) if own_addresses else None)
         release.wait()
         try:
-            return [generate(connection, (index + r) % 10, first_seed + index * requests + r) for r in range(requests)]
+            return [generate(connection, (index + r) % 10, first_seed + index * requests + r, first_update)
+                    for r in range(requests)]
         finally:
             connection.close()
 
@@ -122,7 +142,7 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {p50:.2f} s, p95 {p95:.2f} s, max {values[-1]:.2f} s"
 
 
-def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: tuple[float, float]) -> bool:
+def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: tuple[float, float] | None) -> bool:
     """Check each result against the library alone and print the figures. True if none was
     wrong, failed or lost."""
     largest_difference = 0
@@ -144,7 +164,8 @@ def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: t
           f"  finished:     {percentiles([o.finished_s for o in served])}\n"
           + (f"  turned away after: {percentiles(turned_away)}\n" if turned_away else "")
           + f"  largest difference from the same request alone: {largest_difference} grey levels\n"
-          f"  server RSS {rss[0]:.0f} MB -> {rss[1]:.0f} MB ({rss[1] - rss[0]:+.0f} MB)", flush=True)
+          + (f"  server RSS {rss[0]:.0f} MB -> {rss[1]:.0f} MB ({rss[1] - rss[0]:+.0f} MB)" if rss else ""),
+          flush=True)
     for outcome in outcomes:
         if outcome.kind in ("wrong", "failed", "lost"):
             print(f"  {outcome.kind}: digit {outcome.digit} seed {outcome.seed}: {outcome.message}")

@@ -162,6 +162,7 @@ def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: t
     print(f"{title}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()), flush=True)
     print(f"  first update: {percentiles([o.first_update_s for o in served if o.first_update_s is not None])}\n"
           f"  finished:     {percentiles([o.finished_s for o in served])}\n"
+
           + (f"  turned away after: {percentiles(turned_away)}\n" if turned_away else "")
           + f"  largest difference from the same request alone: {largest_difference} grey levels\n"
           + (f"  server RSS {rss[0]:.0f} MB -> {rss[1]:.0f} MB ({rss[1] - rss[0]:+.0f} MB)" if rss else ""),
@@ -175,8 +176,13 @@ def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: t
 def measure(title: str, url: str, server: subprocess.Popen, pipe: Pipeline, users: int, requests: int,
             first_seed: int) -> bool:
     rss_before = rss_mb(server.pid)
+    started = time.perf_counter()
     outcomes = run_users(url, users, requests, first_seed)
-    return report(title, outcomes, url, pipe, (rss_before, rss_mb(server.pid)))
+    seconds = time.perf_counter() - started
+    ok = report(title, outcomes, url, pipe, (rss_before, rss_mb(server.pid)))
+    served = sum(o.kind == "completed" for o in outcomes)
+    print(f"  served {served / seconds:.1f} requests/s ({served} in {seconds:.1f} s)", flush=True)
+    return ok
 
 
 def main() -> None:

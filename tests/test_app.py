@@ -735,7 +735,7 @@ def test_the_write_apis_write_a_number_and_answer_bad_input_clearly(served_app, 
 def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
     """Gradio keeps each session's latest values, and each API call is a session of its own: served
     with the app's launch options, more calls than SESSIONS_KEPT leave only SESSIONS_KEPT sessions,
-    each small (webapp.server.SessionStateOnDemand)."""
+    each small (webapp.server.SessionStateWithoutDeepLinks)."""
     blocks = webapp.build_app(shipped_pipeline)
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
@@ -747,7 +747,7 @@ def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
             connection.request("GET", f"/gradio_api/call/v2/snapshots/{event_id}")
             assert b"event: complete" in connection.getresponse().read()
         assert len(blocks.state_holder.session_data) == webapp.SESSIONS_KEPT
-        kept = max(len(session.config_values) for session in blocks.state_holder.session_data.values())
-        assert kept < len(blocks.blocks) / 10, "a session copies the settings of the components it changed, not all"
+        kept = sum(len(session.config_values) for session in blocks.state_holder.session_data.values())
+        assert kept == 0, "no session keeps a copy of its components' settings and values (for deep links)"
     finally:
         blocks.close()

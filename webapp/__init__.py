@@ -16,7 +16,7 @@ from diffusion import Pipeline, edit
 from . import draw, forward, generate, guidance, learned, morph, repair, tools, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
-from .server import copy_session_settings_on_demand
+from .server import sessions_without_deep_links
 from .shared import Context
 
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py): a
@@ -48,7 +48,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
               cache_ttl_s: int = CACHE_TTL_S, clock=time.perf_counter) -> gr.Blocks:
     # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
-    copy_session_settings_on_demand()
+    sessions_without_deep_links()
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
         context = Context(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
         gr.HTML('<a class="skip-link" href="#">Skip to the controls</a>', js_on_load=None, padding=False, elem_id="skip")

@@ -47,20 +47,33 @@ def share_memory_pools(pools: int = 2) -> None:
         mallopt(M_ARENA_MAX, pools)
 
 
-class SessionStateOnDemand(state_holder.SessionState):
-    """Gradio's state for one session (a browser page, or one API call), which copies a component's
-    settings the first time the session changes that component, rather than all 195 as it starts:
-    that took 10 ms of the one thread Python runs at a time and 0.3 MB a session, and 100 API
-    calls at once waited for it in turn (first picture p95 4.7 s -> 2.7 s, docs/serving.md).
-    What Gradio keeps of them is otherwise its own; what this leaves out is only the settings of
-    components a session never changed, which Gradio reads for its deep links (not on this page)."""
+class SessionStateWithoutDeepLinks(state_holder.SessionState):
+    """Gradio's state for one session (a browser page, or one API call), without the copy of
+    each component's settings and latest value that Gradio keeps for deep links (gr.DeepLinkButton,
+    not on this page). What events read is kept: each component as last updated, gr.State values.
+    Gradio copied the settings of all 195 components as a session started, 10 ms of the one thread
+    Python runs at a time and 0.3 MB, and 100 API calls at once waited for it in turn; and the
+    copy held each session's latest picture, a run's whole animation (docs/serving.md)."""
 
     def __init__(self, blocks):
-        # Gradio's own __init__, given no components whose settings to copy now: it copies each
-        # when the session first changes it (SessionState._update_value_in_config, __setitem__).
+        # Gradio's own __init__, given no components whose settings to copy.
         super().__init__(SimpleNamespace(default_config=blocks.default_config, blocks={}))
+        self.config_values = NothingKept()
+
+    def _update_config(self, key: int) -> None:
+        pass  # the deep links' copy, not kept
+
+    def _update_value_in_config(self, key: int, value) -> None:
+        pass  # the deep links' copy, not kept
 
 
-def copy_session_settings_on_demand() -> None:
-    """Every Gradio server in this process makes its sessions' states as SessionStateOnDemand."""
-    state_holder.SessionState = SessionStateOnDemand
+class NothingKept(dict):
+    """A dict that keeps nothing written to it."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+def sessions_without_deep_links() -> None:
+    """Every Gradio server in this process keeps its sessions' states as SessionStateWithoutDeepLinks."""
+    state_holder.SessionState = SessionStateWithoutDeepLinks

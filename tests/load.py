@@ -185,6 +185,15 @@ def measure(title: str, url: str, server: subprocess.Popen, pipe: Pipeline, user
     return ok
 
 
+def library_alone_s(pipe: Pipeline, images: int) -> float:
+    """Seconds the library takes to make `images` digits at the default settings in one batch,
+    with nothing else to do: what the machine's cores can do, to compare a classroom's times with."""
+    settings = pipe.settings([i % 10 for i in range(images)], seed=0)
+    started = time.perf_counter()
+    pipe.generate(settings)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=8, help="users sending requests one after another (0: none)")
@@ -215,6 +224,8 @@ def main() -> None:
             time.sleep(2)  # the previous run's last files and connections settle
             ok &= measure(f"classroom: {users} users at once", url, server, pipe, users, 1,
                           first_seed=20_000 + 1000 * n)
+            print(f"  for comparison, the library alone makes their {users} images, as one batch in this "
+                  f"process, in {library_alone_s(pipe, users):.2f} s", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -69,7 +69,9 @@ def start_replicas(count: int, folder: Path) -> list[tuple[subprocess.Popen, int
 
 def start_nginx(ports: list[int], folder: Path) -> tuple[subprocess.Popen, str]:
     """Debian's nginx on a free port in front of the replicas on ports; (process, its URL)."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx is None:
+        sys.exit("this needs nginx: on Debian or Ubuntu, apt-get install -y nginx")
     port = free_port()
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;" for p in ports)
     (folder / "nginx.conf").write_text(NGINX_CONFIG.format(folder=folder, servers=servers, port=port, root=ROOT))

@@ -12,10 +12,10 @@ from diffusion import edit, media, morph
 from diffusion.classifier import class_probabilities
 
 from .editing import AS_READ, Editing, last
+from .morph import MORPH_FRAMES
 from .shared import LIMITS, ROW_SIZE, Context, errors_shown_on_the_page, uploaded
 
 TOOLS = ["generate_digit", "morph_digits", "finish_drawing", "repair_digit"]
-MORPH_FRAMES = 9
 
 
 class Tools:

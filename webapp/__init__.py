@@ -36,8 +36,8 @@ LAUNCH_OPTIONS = {
     "quiet": True,  # Gradio's banner would suggest share=True, a public link this demo does not offer
     "max_file_size": edit.MAX_FILE_BYTES,  # uploads: Gradio refuses bigger files as they arrive
     "max_threads": MAX_RUNS_AT_ONCE + 40,  # threads for the runs, and to spare
-    # Gradio keeps, for each session, every component's latest value (a run's animation too) until
-    # this many newer sessions push it out; each API call is a session of its own. The app keeps
+    # Gradio keeps a state for each session (without its copy for deep links: server.py) until this
+    # many newer sessions push it out; each API call is a session of its own. The app keeps
     # nothing of its own in Gradio's sessions, so a session pushed out loses nothing; but a run's
     # stream reads its session at each update, and would rebuild it were it pushed out mid-run.
     "state_session_capacity": SESSIONS_KEPT,

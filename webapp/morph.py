@@ -39,8 +39,8 @@ class Morph:
                                   f"{step.index + 1} of {len(steps)}")], f"Step {step.index + 1} of {len(steps)}", None
         images = media.to_uint8(step.x)
         loop = media.back_and_forth(list(images))
-        name = f"mnist-morph_{start.digits[0]}-seed-{start.seed}_to_{end.digits[0]}-seed-{end.seed}_{frames}-frames"
-        gif_path, _ = self.context.save_downloads(name, loop, fps=morph.FPS, failure=SAVE_FAILED)
+        gif_path, _ = self.context.save_downloads(file_stem(start, end, frames), loop, fps=morph.FPS,
+                                                  failure=SAVE_FAILED)
         with self.context.encoding:
             looping = {"label": "the morph, there and back", "alt": f"{walk}, there and back, looping",
                        "width": shown_width(images[0], MORPH_SIZE), **animation(loop, morph.FPS)}
@@ -63,6 +63,11 @@ class Morph:
         walk = walk_name(start, end)
         return [figure(f"at {point:g} of the way", media.to_uint8(image)[0], MORPH_SIZE,
                        alt=f"{walk} at {point:g} of the way, read as a {likeliest}")], readings
+
+
+def file_stem(start, end, frames: int) -> str:
+    """The name of a morph's downloads, without the extension."""
+    return f"mnist-morph_{start.digits[0]}-seed-{start.seed}_to_{end.digits[0]}-seed-{end.seed}_{frames}-frames"
 
 
 def walk_name(start, end) -> str:

@@ -12,7 +12,7 @@ from diffusion import edit, media, morph
 from diffusion.classifier import class_probabilities
 
 from .editing import AS_READ, Editing, last
-from .morph import MORPH_FRAMES
+from .morph import MORPH_FRAMES, file_stem
 from .shared import LIMITS, ROW_SIZE, Context, errors_shown_on_the_page, uploaded
 
 TOOLS = ["generate_digit", "morph_digits", "finish_drawing", "repair_digit"]
@@ -65,10 +65,9 @@ class Tools:
             start, end = morph.morph_ends(pipe, (start_digit, start_seed), (end_digit, end_seed))
             images = morph.morph(pipe, start, end, morph.frame_points(MORPH_FRAMES))
         frames = media.to_uint8(images)
-        name = f"mnist-morph_{start_digit}-seed-{start_seed}_to_{end_digit}-seed-{end_seed}_{MORPH_FRAMES}-frames"
         row = media.grid(frames, columns=MORPH_FRAMES)
-        gif, png = self.context.save_downloads(name, media.back_and_forth(list(frames)), row, morph.FPS,
-                                               png_size=ROW_SIZE)
+        gif, png = self.context.save_downloads(file_stem(start, end, MORPH_FRAMES), media.back_and_forth(list(frames)),
+                                               row, morph.FPS, png_size=ROW_SIZE)
         return file(png), file(gif), {"frames_read_as": morph.reading(class_probabilities(self.context.classifier, images))}
 
     def finish_drawing(self, picture: FileData, digit: int | None = None, strength: float = edit.DEFAULT_STRENGTH,

@@ -36,7 +36,7 @@ from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
 from webapp.write import Write
 
-from .conftest import ROOT, generate_handlers, free_port, library_image, record_labels, rows_of, run_script, wait_until
+from .conftest import ROOT, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 from . import photo_survey
 from .test_photos import FixedReading
@@ -516,7 +516,7 @@ def test_a_bad_flag_or_a_taken_port_is_one_line_naming_the_flag(args, message):
         args, message = [a.replace("{taken}", port) for a in args], message.replace("{taken}", port)
         if "cuda" in args and torch.cuda.is_available():
             args[args.index("cuda")] = f"cuda:{torch.cuda.device_count()}"  # one this machine lacks
-        result = run_script("app.py", *(["--port", port] if "--port" not in args else []), *args, timeout=120)
+        result = run_here("app.py", *(["--port", port] if "--port" not in args else []), *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Loading" not in result.stdout, "refused before the weights load"

@@ -14,7 +14,7 @@ from diffusion.classifier import load_classifier, predict
 from diffusion.data import load_mnist, to_model_range
 from diffusion.io import load_safetensors
 
-from .conftest import SHIPPED_WEIGHTS, run_script
+from .conftest import SHIPPED_WEIGHTS, run_here, run_script
 
 
 def test_sample_cli_writes_npz_grid_and_gif(tmp_path):
@@ -90,7 +90,7 @@ def test_sample_cli_writes_what_the_classifier_reads_at_each_step(tmp_path):
 ])
 def test_sample_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, args, message):
     out = args[1] if args[0] == "--out" else str(tmp_path / "s.npz")
-    result = run_script("-m", "diffusion.sample", "--out", out, *args)
+    result = run_here("-m", "diffusion.sample", "--out", out, *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "s.npz").exists() and not list(tmp_path.iterdir())
@@ -118,7 +118,7 @@ def test_morph_cli_writes_the_row_and_the_loop(tmp_path):
 ])
 def test_morph_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, args, message):
     extra = [] if "--row" in args or message.startswith("give") else ["--row", str(tmp_path / "r.png")]
-    result = run_script("-m", "diffusion.morph", *args, *extra)
+    result = run_here("-m", "diffusion.morph", *args, *extra)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not list(tmp_path.iterdir())
@@ -208,7 +208,7 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     ("diffusion.classifier", ["--subset", "100"], "--subset must be at least 128, one batch"),
 ])
 def test_bench_evaluate_tune_and_classifier_refuse_bad_settings_naming_the_flag(script, args, message):
-    result = run_script("-m", script, *args)
+    result = run_here("-m", script, *args)
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
@@ -248,7 +248,7 @@ def test_edit_cli_bad_arguments_exit_with_one_line(tmp_path, args, message):
     files["NOTES"].write_text("not a picture")
     Image.new("RGB", (100, 100), "white").save(files["WHITE"])
     out = tmp_path / "out.png"
-    result = run_script("-m", "diffusion.edit", *[str(files.get(arg, arg)) for arg in args], "--out", str(out))
+    result = run_here("-m", "diffusion.edit", *[str(files.get(arg, arg)) for arg in args], "--out", str(out))
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not out.exists()

@@ -17,6 +17,8 @@ from diffusion.edit import (MAX_FILE_BYTES, EmptyImageError, PictureError, draw_
 
 from . import edit_survey
 
+PER_DIGIT = 20  # test digits of each class a drawing pen or a half: 200 (the survey's table, 500)
+
 
 def strokes_box_and_centre(image: torch.Tensor) -> tuple[tuple[int, int], tuple[float, float]]:
     """(height, width) of the strokes' bounding box and their centre of mass (y, x), 0-based."""
@@ -188,9 +190,9 @@ def test_a_mask_of_nothing_or_everything_says_so(tiny_pipeline, covered, message
 @pytest.mark.slow  # needs MNIST
 @pytest.mark.parametrize("degradation", list(edit_survey.DEGRADATIONS))
 def test_drawings_are_finished_as_the_digit_asked_for(shipped_pipeline, mnist_root, degradation):
-    """Stand-ins for drawings (tests/edit_survey.py): 50 test digits of each class, at the default
-    strength towards their true class: at least 95% read as it."""
-    images, labels = edit_survey.first_of_each_digit(mnist_root)
+    """Stand-ins for drawings (tests/edit_survey.py): the first test digits of each class, at the
+    default strength towards their true class: at least 95% read as it."""
+    images, labels = edit_survey.first_of_each_digit(mnist_root, PER_DIGIT)
     share, worst, worst_share = edit_survey.read_as(
         load_classifier(), edit_survey.draw_results(shipped_pipeline, images, labels, degradation), labels)
     assert share >= 0.95, f"{degradation}: {share:.1%} read as asked (worst digit {worst}: {worst_share:.0%})"
@@ -199,7 +201,7 @@ def test_drawings_are_finished_as_the_digit_asked_for(shipped_pipeline, mnist_ro
 @pytest.mark.slow  # needs MNIST
 @pytest.mark.parametrize("half", ["bottom", "left"])
 def test_repairs_read_as_the_digit_asked_for_and_keep_their_pixels(shipped_pipeline, mnist_root, half):
-    images, labels = edit_survey.first_of_each_digit(mnist_root)
+    images, labels = edit_survey.first_of_each_digit(mnist_root, PER_DIGIT)
     repaired, masks = edit_survey.repair_results(shipped_pipeline, images, labels, half)
     share, worst, worst_share = edit_survey.read_as(load_classifier(), repaired, labels)
     assert share >= 0.97, f"{half} half: {share:.1%} read as asked (worst digit {worst}: {worst_share:.0%})"

@@ -10,7 +10,7 @@ from PIL import Image
 from diffusion.io import load_safetensors
 from diffusion.progress import COLUMNS, load_snapshot, read_rows, sample_points, snapshot_path, snapshot_steps
 
-from .conftest import ROOT, run_script, wait_until
+from .conftest import ROOT, run_here, run_script, wait_until
 
 TINY = ["--subset", "256", "--batch-size", "32", "--channels", "8,16", "--timesteps", "100", "--warmup-steps", "5",
         "--checkpoint-every", "2"]
@@ -149,7 +149,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path, mnist_root)
     (["--label-dropout", "1.5"], "--label-dropout"), (["--batch-size", "100000"], "fewer than one batch"),
 ])
 def test_bad_training_arguments_exit_with_one_line(tmp_path, mnist_root, args, message):
-    result = run_script("train.py", "--data-dir", mnist_root, "--run-dir", str(tmp_path / "r"), *TINY, *args)
+    result = run_here("train.py", "--data-dir", mnist_root, "--run-dir", str(tmp_path / "r"), *TINY, *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 

@@ -14,7 +14,7 @@ from diffusion.edit import draw_settings, to_model_input
 from diffusion.samplers import final_image
 from diffusion.write import GAP, MAX_DIGITS, hand_noise, invert, line, parse_number, write_like_steps, write_steps
 
-from .conftest import run_script
+from .conftest import run_here, run_script
 from .write_survey import number_digits, pen_drawing
 
 
@@ -215,7 +215,7 @@ def test_write_cli_in_your_hand(tmp_path):
 def test_write_cli_bad_arguments_exit_with_one_line(tmp_path, args, message):
     files = {"OUT": tmp_path / "out.png", "WHITE": tmp_path / "white.png"}
     Image.new("RGB", (100, 100), "white").save(files["WHITE"])
-    result = run_script("-m", "diffusion.write", *[str(files.get(arg, arg)) for arg in args])
+    result = run_here("-m", "diffusion.write", *[str(files.get(arg, arg)) for arg in args])
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not files["OUT"].exists()

@@ -15,14 +15,15 @@ Each user asks for its own digit and seed at the app's default settings, and eve
 checked against the library's output for the same settings run alone: a request that came
 back with someone else's digit, or more than MAX_GREY_LEVELS off, counts as wrong. Prints
 completed / wrong / turned away / failed / lost counts, first-update and finish latency
-percentiles, the largest difference from running alone, and the server's memory (RSS) before
-and after; exits with status 1 if any request was wrong, failed or was lost.
+percentiles, the largest difference from running alone, the server's memory (RSS) before and
+after and the CPU time it used; exits with status 1 if any request was wrong, failed or was lost.
 """
 
 import argparse
 import http.client
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -57,6 +58,13 @@ class Outcome:
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def cpu_s(pid: int) -> float:
+    """The CPU time a process has used, all its threads, in seconds (Linux's /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        user, system = stat.read().rsplit(")", 1)[1].split()[11:13]  # utime, stime: fields 14 and 15
+    return (int(user) + int(system)) / os.sysconf("SC_CLK_TCK")
 
 
 def generate(connection: http.client.HTTPConnection, digit: int, seed: int,
@@ -175,13 +183,14 @@ def report(title: str, outcomes: list[Outcome], url: str, pipe: Pipeline, rss: t
 
 def measure(title: str, url: str, server: subprocess.Popen, pipe: Pipeline, users: int, requests: int,
             first_seed: int) -> bool:
-    rss_before = rss_mb(server.pid)
+    rss_before, cpu_before = rss_mb(server.pid), cpu_s(server.pid)
     started = time.perf_counter()
     outcomes = run_users(url, users, requests, first_seed)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_s(server.pid) - cpu_before
     ok = report(title, outcomes, url, pipe, (rss_before, rss_mb(server.pid)))
     served = sum(o.kind == "completed" for o in outcomes)
-    print(f"  served {served / seconds:.1f} requests/s ({served} in {seconds:.1f} s)", flush=True)
+    print(f"  served {served / seconds:.1f} requests/s ({served} in {seconds:.1f} s); the server used {cpu:.1f} "
+          f"CPU-seconds, {cpu / seconds:.1f} cores on average", flush=True)
     return ok
 
 

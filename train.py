@@ -3,6 +3,8 @@
     python train.py                                   # the shipped model's settings
     python train.py --max-steps 200 --subset 2000     # a quick try on the CPU
     torchrun --nproc_per_node=2 train.py ...          # data-parallel over 2 processes (DDP)
+    python train.py --distill-from weights/mnist-diffusion.safetensors --name mnist-student
+                                                      # guidance distilled into a student
 
 The run folder (runs/<name>/) holds a checkpoint, a sample grid per epoch, and the run's progress
 as it goes (diffusion/progress.py): loss.csv, loss.svg and progress.gif, the same ten digits at
@@ -12,6 +14,7 @@ the same command again continues exactly where an interrupted run stopped; Ctrl-
 """
 
 import copy
+import dataclasses
 import functools
 import math
 import os
@@ -33,7 +36,7 @@ from diffusion.io import load_safetensors, save_safetensors
 from diffusion.media import sample_grid, save_png, to_uint8
 from diffusion.pipeline import Pipeline, SamplingConfig, save_weights
 from diffusion.progress import TrainingLog, snapshot_path
-from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss
+from diffusion.schedule import NoiseSchedule, ScheduleConfig, denoising_loss, distillation_loss
 from diffusion.unet import UNet, UNetConfig
 
 # Arguments that do not change the trained weights; a resumed run may set them differently.
@@ -66,6 +69,11 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (also every epoch)")
     p.add_argument("--snapshots", action="store_true",
                    help="also keep the EMA weights at each sample point, float16, in runs/<name>/snapshots/")
+    p.add_argument("--distill-from", metavar="WEIGHTS",
+                   help="train a student of these weights that takes the guidance scale as an input "
+                        "(their network, schedule and sampling settings; --channels, --blocks-per-level, "
+                        "--beta-schedule and --timesteps are not used)")
+    p.add_argument("--max-guidance", type=float, default=10.0, help="with --distill-from: the largest scale taught")
     args = p.parse_args(argv)
     args.run_dir = args.run_dir or f"runs/{args.name}"
     args.out = args.out or f"weights/{args.name}.safetensors"
@@ -77,6 +85,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= args.label_dropout < 1:
         p.error("--label-dropout must be in [0, 1)")
+    if not 0 < args.max_guidance <= 100:
+        p.error("--max-guidance must be above 0 and at most 100")
     try:
         args.channels = tuple(int(c) for c in args.channels.split(","))
     except ValueError:
@@ -169,14 +179,14 @@ def epoch_order(seed: int, epoch: int, count: int, device: torch.device) -> torc
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed + epoch)).to(device)
 
 
-def training_step(forward, model: UNet, ema: UNet, optimizer, schedule: NoiseSchedule, x0: torch.Tensor,
-                  y: torch.Tensor, generator: torch.Generator, step: int, total_steps: int, args) -> torch.Tensor:
-    """One step on the batch (x0, y): the loss, clipped gradients, AdamW at the step's learning rate,
-    then the EMA of the weights. Returns the loss."""
+def training_step(loss_of, forward, model: UNet, ema: UNet, optimizer, x0: torch.Tensor, y: torch.Tensor,
+                  generator: torch.Generator, step: int, total_steps: int, args) -> torch.Tensor:
+    """One step on the batch (x0, y): the loss (loss_of, see loss_function), clipped gradients, AdamW
+    at the step's learning rate, then the EMA of the weights. Returns the loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, args, total_steps)
     with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=args.amp and x0.device.type == "cuda"):
-        loss = denoising_loss(forward, schedule, x0, y, generator, args.label_dropout, model.config.null_label)
+        loss = loss_of(forward, x0, y, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -208,15 +218,34 @@ def training_data(args, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
 
 
 def new_model(args, device: torch.device):
-    """(schedule config, schedule, model, its EMA, optimizer), freshly initialised from --seed: the
-    same initial weights in every process."""
+    """(schedule config, schedule, model, its EMA, optimizer, teacher), freshly initialised from
+    --seed, the same initial weights in every process; with --distill-from, the student starts as
+    its teacher (whose network is kept, not trained) with a guidance input that adds nothing yet."""
     torch.manual_seed(args.seed)
-    unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
-    schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
+    teacher = Pipeline.load(args.distill_from, device=device) if args.distill_from else None
+    if teacher:
+        unet_config = dataclasses.replace(teacher.model.config, guidance_input=True)
+        schedule_config = teacher.schedule.config
+    else:
+        unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)
+        schedule_config = ScheduleConfig(num_timesteps=args.timesteps, beta_schedule=args.beta_schedule)
     schedule, model = NoiseSchedule(schedule_config), UNet(unet_config).to(device)
+    if teacher:
+        new = model.load_state_dict(teacher.model.state_dict(), strict=False).missing_keys
+        assert all(name.startswith("guidance_mlp.") for name in new), new
+        teacher.model.requires_grad_(False)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    return schedule_config, schedule, model, ema, optimizer
+    return schedule_config, schedule, model, ema, optimizer, teacher
+
+
+def loss_function(args, schedule: NoiseSchedule, null_label: int, teacher: Pipeline | None):
+    """loss_of(forward, x0, labels, generator): the denoising loss, or with a teacher the distillation loss."""
+    if teacher is None:
+        return lambda forward, x0, y, generator: denoising_loss(forward, schedule, x0, y, generator,
+                                                                args.label_dropout, null_label)
+    return lambda forward, x0, y, generator: distillation_loss(forward, teacher.model, schedule, x0, y, generator,
+                                                               args.label_dropout, null_label, args.max_guidance)
 
 
 def train(args) -> None:
@@ -227,7 +256,8 @@ def train(args) -> None:
     run_dir, checkpoint_path = Path(args.run_dir), Path(args.run_dir) / "checkpoint.safetensors"
     images, labels, steps_per_epoch = training_data(args, device)
     total_steps, per_process_batch = args.max_steps or args.epochs * steps_per_epoch, args.batch_size // world_size
-    schedule_config, schedule, model, ema, optimizer = new_model(args, device)
+    schedule_config, schedule, model, ema, optimizer, teacher = new_model(args, device)
+    loss_of = loss_function(args, schedule, model.config.null_label, teacher)
     step, elapsed_s = load_checkpoint(checkpoint_path, model, ema, optimizer, args) if checkpoint_path.exists() else (0, 0.0)
     if is_main:
         print(f"U-Net: {sum(p.numel() for p in model.parameters()):,} parameters; {len(images):,} digits; "
@@ -252,7 +282,7 @@ def train(args) -> None:
         # The step's randomness depends on (seed, step, rank) alone: an exact resume needs no RNG state.
         generator.manual_seed(args.seed * 1_000_003 + step * 1_009 + rank)
         step_started = time.perf_counter()
-        loss = training_step(forward, model, ema, optimizer, schedule, to_model_range(images[batch]), labels[batch],
+        loss = training_step(loss_of, forward, model, ema, optimizer, to_model_range(images[batch]), labels[batch],
                              generator, step, total_steps, args)
         step += 1
         if log:
@@ -272,8 +302,8 @@ def train(args) -> None:
     progress.close()
     if log:
         log.close()
-    finish(args, model, ema, schedule_config, step, steps_per_epoch, len(images), world_size, device,
-           elapsed_s + time.perf_counter() - started)
+    finish(args, model, ema, schedule_config, teacher.sampling_config if teacher else SamplingConfig(), step,
+           steps_per_epoch, len(images), world_size, device, elapsed_s + time.perf_counter() - started)
 
 
 def stop_here(progress: tqdm, log: TrainingLog | None, message: str) -> None:
@@ -298,14 +328,15 @@ def show_progress(log: TrainingLog, progress: tqdm, step: int, loss: float, lear
         log.sample(step, ema, schedule)
 
 
-def finish(args, model: UNet, ema: UNet, schedule_config: ScheduleConfig, step: int, steps_per_epoch: int,
-           num_images: int, world_size: int, device: torch.device, elapsed_s: float) -> None:
+def finish(args, model: UNet, ema: UNet, schedule_config: ScheduleConfig, sampling_config: SamplingConfig,
+           step: int, steps_per_epoch: int, num_images: int, world_size: int, device: torch.device,
+           elapsed_s: float) -> None:
     """After the last step: replicas checked equal, the weights written, the process group ended."""
     distributed = world_size > 1
     if distributed:
         check_replicas_identical(model, device, dist.get_rank() == 0)
     if not distributed or dist.get_rank() == 0:
-        write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, device, elapsed_s)
+        write_weights(args, ema, schedule_config, sampling_config, step, steps_per_epoch, num_images, device, elapsed_s)
     if distributed:
         dist.destroy_process_group()
 
@@ -347,7 +378,8 @@ def hardware(device: torch.device) -> str:
     return f"{processes()} x {platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images, device, wall_s) -> None:
+def write_weights(args, ema, schedule_config, sampling_config, step, steps_per_epoch, num_images, device,
+                  wall_s) -> None:
     training = {
         "command": command(),
         "steps": step,
@@ -360,7 +392,7 @@ def write_weights(args, ema, schedule_config, step, steps_per_epoch, num_images,
         "torch": torch.__version__,
         "args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
     }
-    save_weights(args.out, ema, schedule_config, SamplingConfig(), training)
+    save_weights(args.out, ema, schedule_config, sampling_config, training)
     print(f"wrote {args.out} ({step} steps, {wall_s / 60:.1f} min)")
 
 

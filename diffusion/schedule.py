@@ -95,3 +95,26 @@ def denoising_loss(predict_noise, schedule: NoiseSchedule, x0: torch.Tensor, lab
     dropped = torch.rand(len(labels), device=x0.device, generator=generator) < label_dropout
     labels = torch.where(dropped, null_label, labels)
     return F.mse_loss(predict_noise(schedule.q_sample(x0, t, noise), t, labels).float(), noise)
+
+
+def distillation_loss(student, teacher, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
+                      generator: torch.Generator, label_dropout: float, null_label: int,
+                      max_scale: float) -> torch.Tensor:
+    """Guidance distilled into a student (Meng et al. 2023, "On Distillation of Guided Diffusion
+    Models", stage one): at random timesteps and guidance scales w, score student(x_t, t, labels, w)
+    against the teacher's classifier-free guided prediction eps_u + w (eps_c - eps_u), two of the
+    teacher's evaluations in one batch. The scales are drawn as max_scale * u^2 (u uniform in
+    [0, 1]): all of [0, max_scale], half of them below max_scale / 4, where guidance is used most.
+    A share label_dropout of the labels is null_label, with the teacher's unconditional
+    prediction as the target, so that the student keeps that too."""
+    n = len(labels)
+    t = torch.randint(0, schedule.num_timesteps, (n,), device=x0.device, generator=generator)
+    x_t = schedule.q_sample(x0, t, torch.randn(x0.shape, device=x0.device, generator=generator))
+    scales = max_scale * torch.rand(n, device=x0.device, generator=generator) ** 2
+    dropped = torch.rand(n, device=x0.device, generator=generator) < label_dropout
+    labels = torch.where(dropped, null_label, labels)
+    with torch.no_grad():
+        eps_cond, eps_uncond = teacher(x_t.repeat(2, 1, 1, 1), t.repeat(2),
+                                       torch.cat([labels, torch.full_like(labels, null_label)])).chunk(2)
+        target = eps_uncond + scales[:, None, None, None] * (eps_cond - eps_uncond)
+    return F.mse_loss(student(x_t, t, labels, scales).float(), target.float())

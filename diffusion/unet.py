@@ -32,6 +32,9 @@ class UNetConfig:
     embedding_dim: int = 128
     norm_groups: int = 8
     num_classes: int = 10  # digits 0-9; label 10 is the null class
+    # A guidance-distilled student takes the guidance scale as an input, embedded as the timestep
+    # is and added to its embedding: one evaluation gives what classifier-free guidance makes of two.
+    guidance_input: bool = False
 
     @property
     def null_label(self) -> int:
@@ -135,6 +138,10 @@ class UNet(nn.Module):
         c, emb_dim, groups = config.channels, config.embedding_dim, config.norm_groups
         self.time_mlp = nn.Sequential(Linear(c[0], emb_dim), nn.SiLU(), Linear(emb_dim, emb_dim))
         self.class_embedding = nn.Embedding(config.num_classes + 1, emb_dim)
+        if config.guidance_input:
+            self.guidance_mlp = nn.Sequential(Linear(c[0], emb_dim), nn.SiLU(), Linear(emb_dim, emb_dim))
+            nn.init.zeros_(self.guidance_mlp[-1].weight)  # a new student starts as its teacher, conditional
+            nn.init.zeros_(self.guidance_mlp[-1].bias)
 
         self.conv_in = nn.Conv2d(config.image_channels, c[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -164,11 +171,18 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups, c[0])
         self.conv_out = nn.Conv2d(c[0], config.image_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Predict the noise in x (B, C, H, W) at integer timesteps t (B,) for class labels (B,)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the noise in x (B, C, H, W) at integer timesteps t (B,) for class labels (B,);
+        a student (config.guidance_input) predicts it as guided at scales guidance (B,), 1 if None."""
         if len(x) == 1:  # convolutions take another path for a batch of one, and round differently: see Linear
-            return self.forward(x.repeat(2, 1, 1, 1), t.repeat(2), labels.repeat(2))[:1]
+            twice = None if guidance is None else guidance.repeat(2)
+            return self.forward(x.repeat(2, 1, 1, 1), t.repeat(2), labels.repeat(2), twice)[:1]
         emb = self.time_mlp(timestep_embedding(t, self.config.channels[0])) + self.class_embedding(labels)
+        if self.config.guidance_input:
+            scales = torch.ones(len(x), device=x.device) if guidance is None else guidance
+            # Scales 0 to 10 spread over the sinusoids as timesteps 0 to 1000 do.
+            emb = emb + self.guidance_mlp(timestep_embedding(scales * 100, self.config.channels[0]))
 
         h = self.conv_in(x)
         skips = []

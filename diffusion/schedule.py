@@ -84,17 +84,24 @@ class NoiseSchedule:
         return timesteps
 
 
+def noised(schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+           label_dropout: float, null_label: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, t, noise, labels): clean images x0 noised to random timesteps t, and their labels with a
+    share label_dropout made null_label."""
+    t = torch.randint(0, schedule.num_timesteps, (len(labels),), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, generator=generator)
+    dropped = torch.rand(len(labels), device=x0.device, generator=generator) < label_dropout
+    return schedule.q_sample(x0, t, noise), t, noise, torch.where(dropped, null_label, labels)
+
+
 def denoising_loss(predict_noise, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
                    generator: torch.Generator, label_dropout: float, null_label: int) -> torch.Tensor:
     """The simple loss (Ho et al. eq. 14): noise clean images x0 to random timesteps and
     score predict_noise(x_t, t, labels) against the noise. A share label_dropout of the labels
     becomes null_label, so the same model also learns the unconditional prediction that
     classifier-free guidance needs (Ho & Salimans 2022)."""
-    t = torch.randint(0, schedule.num_timesteps, (len(labels),), device=x0.device, generator=generator)
-    noise = torch.randn(x0.shape, device=x0.device, generator=generator)
-    dropped = torch.rand(len(labels), device=x0.device, generator=generator) < label_dropout
-    labels = torch.where(dropped, null_label, labels)
-    return F.mse_loss(predict_noise(schedule.q_sample(x0, t, noise), t, labels).float(), noise)
+    x_t, t, noise, labels = noised(schedule, x0, labels, generator, label_dropout, null_label)
+    return F.mse_loss(predict_noise(x_t, t, labels).float(), noise)
 
 
 def distillation_loss(student, teacher, schedule: NoiseSchedule, x0: torch.Tensor, labels: torch.Tensor,
@@ -107,12 +114,8 @@ def distillation_loss(student, teacher, schedule: NoiseSchedule, x0: torch.Tenso
     [0, 1]): all of [0, max_scale], half of them below max_scale / 4, where guidance is used most.
     A share label_dropout of the labels is null_label, with the teacher's unconditional
     prediction as the target, so that the student keeps that too."""
-    n = len(labels)
-    t = torch.randint(0, schedule.num_timesteps, (n,), device=x0.device, generator=generator)
-    x_t = schedule.q_sample(x0, t, torch.randn(x0.shape, device=x0.device, generator=generator))
-    scales = max_scale * torch.rand(n, device=x0.device, generator=generator) ** 2
-    dropped = torch.rand(n, device=x0.device, generator=generator) < label_dropout
-    labels = torch.where(dropped, null_label, labels)
+    x_t, t, _, labels = noised(schedule, x0, labels, generator, label_dropout, null_label)
+    scales = max_scale * torch.rand(len(labels), device=x0.device, generator=generator) ** 2
     with torch.no_grad():
         eps_cond, eps_uncond = teacher(x_t.repeat(2, 1, 1, 1), t.repeat(2),
                                        torch.cat([labels, torch.full_like(labels, null_label)])).chunk(2)

@@ -224,7 +224,7 @@ def new_model(args, device: torch.device):
     torch.manual_seed(args.seed)
     teacher = Pipeline.load(args.distill_from, device=device) if args.distill_from else None
     if teacher:
-        unet_config = dataclasses.replace(teacher.model.config, guidance_input=True)
+        unet_config = dataclasses.replace(teacher.model.config, guidance_input=args.max_guidance)
         schedule_config = teacher.schedule.config
     else:
         unet_config = UNetConfig(channels=args.channels, blocks_per_level=args.blocks_per_level)

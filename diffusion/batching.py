@@ -8,6 +8,7 @@ docs/serving.md has the design and the figures).
 
     shared = SharedModel(model)
     eps = shared(x, t, labels)        # from any thread, exactly as model(x, t, labels)
+    eps = shared(x, t, labels, scales)  # a student's guided prediction, as model(x, t, labels, scales)
 
 Each call waits in a queue; one model thread takes every call waiting when it comes free, runs
 them as one batch of up to max_batch_size images, and hands each caller its own rows. So requests
@@ -52,6 +53,7 @@ class Call:
     x: torch.Tensor
     t: torch.Tensor
     labels: torch.Tensor
+    guidance: torch.Tensor | None  # a student's guidance scales (unet.UNet.forward); None: 1, or a teacher
     done: threading.Event = field(default_factory=threading.Event)
     eps: torch.Tensor | None = None
     error: Exception | None = None
@@ -71,14 +73,16 @@ class SharedModel:
         started.wait()
         torch.set_num_threads(1)  # this thread, and threads that start torch work later: see the module's notes
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The model's noise prediction for x at timesteps t (one per image) and class labels."""
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                 guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's noise prediction for x at timesteps t (one per image) and class labels (and for
+        a student, guidance scales)."""
         # On Linux a thread has a priority of its own; it is never raised again, which needs rights. The
         # main thread keeps its own: processes it starts later would inherit the lower one.
         if sys.platform == "linux" and threading.current_thread() is not threading.main_thread():
             me = threading.get_native_id()
             os.setpriority(os.PRIO_PROCESS, me, max(CALLER_NICENESS, os.getpriority(os.PRIO_PROCESS, me)))
-        call = Call(x, t, labels)
+        call = Call(x, t, labels, guidance)
         with self.changed:
             if self.closed:
                 raise RuntimeError("this SharedModel is closed")
@@ -113,8 +117,10 @@ class SharedModel:
     @torch.inference_mode()
     def run(self, batch: list[Call]) -> None:
         try:
+            guidance = None if all(call.guidance is None for call in batch) else torch.cat(
+                [torch.ones(len(call.x), device=call.x.device) if call.guidance is None else call.guidance for call in batch])
             eps = self.model(torch.cat([call.x for call in batch]), torch.cat([call.t for call in batch]),
-                             torch.cat([call.labels for call in batch]))
+                             torch.cat([call.labels for call in batch]), guidance)
             for call, rows in zip(batch, eps.split([len(call.x) for call in batch])):
                 call.eps = rows
         except Exception as e:  # noqa: BLE001 - each caller gets the error, as if it had called the model itself
@@ -149,14 +155,15 @@ class RecentForwardPasses:
         self.answers: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # least recently used first
         self.lock = threading.Lock()
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+                 guidance: torch.Tensor | None = None) -> torch.Tensor:
         key = (tuple(x.shape), hashlib.blake2b(x.detach().cpu().numpy().tobytes()).digest(),
-               tuple(t.tolist()), tuple(labels.tolist()))
+               tuple(t.tolist()), tuple(labels.tolist()), None if guidance is None else tuple(guidance.tolist()))
         with self.lock:
             if key in self.answers:
                 self.answers.move_to_end(key)
                 return self.answers[key].clone()
-        eps = self.denoiser(x, t, labels)
+        eps = self.denoiser(x, t, labels, guidance)
         with self.lock:
             self.answers[key] = eps.clone()
             while len(self.answers) > self.remembered:

@@ -3,6 +3,7 @@
     python -m diffusion.bench                      # each sampler at its usual step count; 1, 10, 64 digits
     python -m diffusion.bench --quick              # fewer repeats and sizes, a smaller time budget
     python -m diffusion.bench --samplers dpmpp:10,ddim:50 --out bench.json
+    python -m diffusion.bench --weights weights/mnist-student.safetensors --vs weights/mnist-diffusion.safetensors
 
 Every run uses classifier-free guidance as the weights recommend: two noise predictions per
 image at a guided step, in one batched forward pass, and one elsewhere; each cell counts them
@@ -14,7 +15,8 @@ for class-conditional MNIST, driven by DPMSolverMultistepScheduler at the same s
 the first setting measured (by default the recommended one; needs `pip install diffusers`;
 speed only, so its weights are random). And what the app's "What does the model think it is?"
 costs: its stream of animation frames at that setting, with and without the classifier reading
-each step's x0, runs alternating, for 1 and 10 digits.
+each step's x0, runs alternating, for 1 and 10 digits. With --vs, ten digits at each weights
+file's own recommended settings (the student against its teacher, say), runs alternating.
 """
 
 import json
@@ -174,6 +176,23 @@ def reading_cost(pipeline: Pipeline, setting: tuple[str, int], guidance_scale: f
     return result
 
 
+def versus(pipeline: Pipeline, other_path: str, repeats: int) -> dict:
+    """Print and return the time for ten digits at these weights' recommended settings against
+    another file's at its own, runs alternating, so that both see the same moments of the machine."""
+    other = Pipeline.load(other_path, device=pipeline.device)
+    runs = [(pipe, pipe.settings(list(range(10)))) for pipe in (pipeline, other)]
+    times: list[list[float]] = [[], []]
+    for pipe, settings in runs:
+        pipe.generate(settings)  # warm-up
+    for _ in range(repeats):
+        for (pipe, settings), its_times in zip(runs, times):
+            its_times += time_generation(pipe, settings, 1)
+    ratio = statistics.median(times[0]) / statistics.median(times[1])
+    print(f"ten digits, each at its recommended settings: median {statistics.median(times[0]):.3f} s against "
+          f"{statistics.median(times[1]):.3f} s with {other_path} ({ratio:.2f}x; {repeats} runs each, alternating)")
+    return {"ours": summary(times[0]), "vs": {**summary(times[1]), "weights": other_path}, "ours_over_vs": ratio}
+
+
 def summary(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
 
@@ -190,6 +209,7 @@ def parse_args() -> tuple:
     p.add_argument("--budget", type=float, help="seconds one run of a cell may take (default 120; --quick: 20)")
     p.add_argument("--quick", action="store_true", help="a first look in about a minute on a laptop CPU")
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
+    p.add_argument("--vs", metavar="WEIGHTS", help="also time ten digits against these weights, alternating")
     p.add_argument("--out", default="bench.json", help="JSON results (default bench.json)")
     args = p.parse_args()
     repeats = (3 if args.quick else 5) if args.repeats is None else args.repeats
@@ -308,6 +328,8 @@ def main() -> None:
           f"{peak_after / 1e9:.0f} after); model forward {flops_per_image / 1e6:.0f} MFLOP per image")
     print_table(cells, skipped, peak, budget)
     compared = comparisons(pipeline, cells, samplers[0], guidance_scale, repeats)
+    if args.vs:
+        compared["versus"] = versus(pipeline, args.vs, max(repeats, 3) * 3)
 
     train_rate = training_images_per_s(pipeline)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -4,15 +4,18 @@
     python -m diffusion.evaluate --samplers dpmpp:10,dpmpp:20,ddim:50 --guidance 1,2,3 --table results.md
     python -m diffusion.evaluate --guidance 1.5,3 --guidance-interval all,443-777    # where guidance applies
 
-For each sampler x steps x guidance setting it reports, as JSON:
-- accuracy: the share of samples that the classifier (diffusion/classifier.py) reads as the
-  requested digit, overall and per digit;
-- frechet_distance: the Fréchet distance between the classifier's penultimate features of the
+For each sampler x steps x guidance setting it reports, as JSON, by each of two judges, the
+classifiers of diffusion/classifier.py (a convnet and a resnet, built and trained differently):
+- accuracy: the share of samples that the judge reads as the requested digit, overall and per digit;
+- frechet_distance: the Fréchet distance between the judge's penultimate features of the
   samples and of the 10,000 MNIST test digits, beside frechet_floor, the same distance for as
   many real training digits (what a perfect model would score at this N);
 - evaluations_per_image: the network's image-evaluations per image, counted by a hook on the
   network (measure.EvaluationCounter): two per image at a guided step, one elsewhere;
 - seconds_for_10_digits: the median time to generate one of each digit with these settings.
+
+Settings are chosen on the tuning seed (0, the default) and reported on the held-out seed
+(--seed 7), whose samples and real digits no choice has seen.
 
     python -m diffusion.evaluate --when-decided --per-digit 100                    # no MNIST needed
 
@@ -25,18 +28,53 @@ import itertools
 import json
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
 from . import cli
 from .classifier import DEFAULT_PATH as CLASSIFIER_PATH
-from .classifier import class_probabilities, first_passing, load_classifier, predict
+from .classifier import RESNET_PATH, DigitClassifier, class_probabilities, first_passing, load_classifier, predict
 from .data import default_data_dir, load_mnist, to_model_range
 from .io import atomic_write
 from .measure import EvaluationCounter, frechet_distance, time_generation
 from .pipeline import DEFAULT_WEIGHTS, Pipeline
 from .settings import labels_of
+
+TUNING_SEED, HELD_OUT_SEED = 0, 7
+
+
+@dataclass
+class Judge:
+    """A classifier, and what it makes of real digits: the test digits' features (the reference)
+    and the floor, the Fréchet distance a perfect model would score at this sample size."""
+    name: str
+    classifier: DigitClassifier
+    reference_features: torch.Tensor
+    floor: float
+
+    def verdict(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
+        predicted, features = predict(self.classifier, images)
+        correct = predicted == labels
+        return {"accuracy": round(correct.float().mean().item(), 4),
+                "per_digit_accuracy": {d: round(correct[labels == d].float().mean().item(), 4) for d in range(10)},
+                "frechet_distance": round(frechet_distance(features, self.reference_features), 3),
+                "frechet_floor": round(self.floor, 3)}
+
+
+def judges_of(classifiers: list[DigitClassifier], data_dir: str, per_digit: int, seed: int) -> list[Judge]:
+    """Each classifier with its reference and its floor (per_digit real training digits of each
+    class, drawn with seed)."""
+    test_images, _ = load_mnist(data_dir, train=False)
+    train_images, train_labels = load_mnist(data_dir, train=True)
+    real = to_model_range(train_images[stratified_sample(train_labels, per_digit, seed)])
+    judges = []
+    for classifier in classifiers:
+        _, reference_features = predict(classifier, to_model_range(test_images))
+        judges.append(Judge(classifier.architecture, classifier, reference_features,
+                            frechet_distance(predict(classifier, real)[1], reference_features)))
+    return judges
 
 
 def stratified_sample(labels: torch.Tensor, per_digit: int, seed: int) -> torch.Tensor:
@@ -53,9 +91,8 @@ def batches(per_digit: int, batch_size: int, seed: int) -> Iterator[tuple[list[i
         yield sorted(set(labels[first:first + batch_size].tolist())), seed + first
 
 
-def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, floor: float,
-             sampler: str, steps: int, guidance_scale: float, guidance_interval: tuple[int, int] | None,
-             per_digit: int, seed: int, batch_size: int) -> dict:
+def evaluate(pipeline: Pipeline, judges: list[Judge], sampler: str, steps: int, guidance_scale: float,
+             guidance_interval: tuple[int, int] | None, per_digit: int, seed: int, batch_size: int) -> dict:
     """One row of the table: these settings (guidance_interval None: the recommended one) on
     per_digit samples of each digit."""
     digits = list(range(10))
@@ -64,17 +101,12 @@ def evaluate(pipeline: Pipeline, classifier, reference_features: torch.Tensor, f
     with EvaluationCounter(pipeline.model) as counter:
         images = torch.cat([pipeline.generate(pipeline.settings(batch_digits, batch_seed, **options, samples_per_digit=per_digit)).cpu()
                             for batch_digits, batch_seed in batches(per_digit, batch_size, seed)])
-    predicted, features = predict(classifier, images)
-    correct = predicted == labels
     ten_digits = pipeline.settings(digits, seed, **options)
     return {
         "guidance_scale": guidance_scale, "sampler": sampler, "steps": steps,
         "guidance_interval": ten_digits.guidance_interval, "samples": len(labels),
         "evaluations_per_image": counter.images / len(images),
-        "accuracy": round(correct.float().mean().item(), 4),
-        "per_digit_accuracy": {d: round(correct[labels == d].float().mean().item(), 4) for d in digits},
-        "frechet_distance": round(frechet_distance(features, reference_features), 3),
-        "frechet_floor": round(floor, 3),
+        "judges": {judge.name: judge.verdict(images, labels) for judge in judges},
         "seconds_for_10_digits": round(statistics.median(time_generation(pipeline, ten_digits, 5 if steps <= 50 else 1)), 3),
         "device": str(pipeline.device),
     }
@@ -135,29 +167,38 @@ def decided_table(result: dict) -> str:
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| sampler | steps | guidance | guided at t | evaluations per image | accuracy | worst digit | "
-             "Fréchet distance (floor) | s for 10 digits |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """One row per setting; per judge, its accuracy, worst digit and Fréchet distance (floor) x floor."""
+    names = list(results[0]["judges"])
+    lines = ["| sampler | steps | guidance | guided at t | evaluations per image | "
+             + " | ".join(f"{name}: accuracy | worst digit | Fréchet distance (floor) | x floor" for name in names)
+             + " | s for 10 digits |",
+             "| --- | ---: | ---: | ---: | ---: | " + "---: | " * 4 * len(names) + "---: |"]
     for r in results:
-        worst = min(r["per_digit_accuracy"].items(), key=lambda item: item[1])
+        cells = []
+        for verdict in r["judges"].values():
+            worst = min(verdict["per_digit_accuracy"].items(), key=lambda item: item[1])
+            cells += [f"{verdict['accuracy']:.2%}", f"{worst[0]}: {worst[1]:.0%}",
+                      f"{verdict['frechet_distance']:.2f} ({verdict['frechet_floor']:.2f})",
+                      f"{verdict['frechet_distance'] / verdict['frechet_floor']:.2f}"]
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['guidance_scale']:g} | {cli.interval_text(r['guidance_interval'])} | "
-                     f"{r['evaluations_per_image']:g} | {r['accuracy']:.2%} | "
-                     f"{worst[0]}: {worst[1]:.0%} | {r['frechet_distance']:.2f} ({r['frechet_floor']:.2f}) | "
-                     f"{r['seconds_for_10_digits']:.2f} ({r['device']}) |")
+                     f"{r['evaluations_per_image']:g} | " + " | ".join(cells) + f" | {r['seconds_for_10_digits']:.2f} ({r['device']}) |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = cli.ArgumentParser(prog="python -m diffusion.evaluate", description=__doc__.split("\n")[1])
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--classifier", default=str(CLASSIFIER_PATH))
+    p.add_argument("--classifiers", type=lambda text: text.split(","), default=[str(CLASSIFIER_PATH), str(RESNET_PATH)],
+                   help="the judges' weights, comma-separated, of different architectures (default: the shipped "
+                        "convnet and resnet); --when-decided reads with the first")
     p.add_argument("--data-dir", default=default_data_dir(), help="MNIST folder (default: $MNIST_ROOT or data/)")
     p.add_argument("--samplers", help="sampler:steps pairs, e.g. dpmpp:10,ddim:50,ddpm:1000 (default: recommended)")
     p.add_argument("--guidance", help="guidance scales, e.g. 1,2,3 (default: recommended)")
     p.add_argument("--guidance-interval", type=lambda text: [cli.parse_guidance_interval(part) for part in text.split(",")],
                    help="comma-separated, each " + cli.GUIDANCE_INTERVAL_HELP)
     p.add_argument("--per-digit", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=TUNING_SEED,
+                   help=f"{TUNING_SEED} (the default) to choose settings on, {HELD_OUT_SEED} to report them")
     p.add_argument("--batch-size", type=int, default=1000, help="images generated at once")
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--out", help="also write the JSON results here")
@@ -179,22 +220,19 @@ def main() -> None:
     guidance_intervals = [cli.guidance_interval(pipeline, parsed) for parsed in args.guidance_interval or [None]]
     cli.check_sweep(p, pipeline, samplers, guidance_scales, args.seed, guidance_intervals)
 
-    classifier = load_classifier(args.classifier, pipeline.device)
+    classifiers = [load_classifier(path, pipeline.device) for path in args.classifiers]
+    if len({classifier.architecture for classifier in classifiers}) < len(classifiers):
+        p.error("--classifiers must be of different architectures: each judges under its architecture's name")
     if args.when_decided:
-        results = [when_decided(pipeline, classifier, sampler, steps, guidance_scale, args.per_digit, args.seed,
+        results = [when_decided(pipeline, classifiers[0], sampler, steps, guidance_scale, args.per_digit, args.seed,
                                 batch_size) for sampler, steps in samplers for guidance_scale in guidance_scales]
         write_report(args, results, "\n".join(decided_table(r) for r in results))
         return
-    test_images, _ = load_mnist(args.data_dir, train=False)
-    train_images, train_labels = load_mnist(args.data_dir, train=True)
-    _, reference_features = predict(classifier, to_model_range(test_images))
-    real = to_model_range(train_images[stratified_sample(train_labels, args.per_digit, args.seed)])
-    floor = frechet_distance(predict(classifier, real)[1], reference_features)
+    judges = judges_of(classifiers, args.data_dir, args.per_digit, args.seed)
 
     results = []
     for (sampler, steps), guidance_scale, interval in itertools.product(samplers, guidance_scales, guidance_intervals):
-        result = evaluate(pipeline, classifier, reference_features, floor, sampler, steps, guidance_scale, interval,
-                          args.per_digit, args.seed, batch_size)
+        result = evaluate(pipeline, judges, sampler, steps, guidance_scale, interval, args.per_digit, args.seed, batch_size)
         print(json.dumps(result), flush=True)
         results.append(result)
     write_report(args, results, markdown_table(results))

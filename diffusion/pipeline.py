@@ -11,7 +11,7 @@ at the same time then share the model's forward passes (batching.py).
 """
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -137,6 +137,8 @@ class Pipeline:
         SamplingConfig for the options left out (None). guidance_interval=all_timesteps guides at
         every step. Raises SettingError saying what is allowed."""
         recommended = self.sampling_config
+        if self.model.config.guidance_input:  # a student knows the scales it was taught, no more
+            limits = replace(limits, max_guidance_scale=min(limits.max_guidance_scale, self.model.config.guidance_input))
         values = {"digits": digits, "seed": seed, "sampler": recommended.sampler if sampler is None else sampler,
                   "steps": recommended.steps if steps is None else steps,
                   "guidance_scale": recommended.guidance_scale if guidance_scale is None else guidance_scale,
@@ -170,6 +172,12 @@ class Pipeline:
         x = self.starting_noise(len(settings.labels), generator)
         return self.denoise(x, settings.labels, settings, self.timesteps(settings.steps), generator)
 
+    def guided(self, labels: torch.Tensor, settings: Settings, weights: torch.Tensor | None = None) -> EpsFn:
+        """The noise prediction towards labels (and weights) with the settings' guidance
+        (samplers.classifier_free_guidance), in one evaluation per image if the model is a student."""
+        return classifier_free_guidance(self.denoiser, labels, settings.guidance_scale, self.model.config.null_label,
+                                        weights, settings.guidance_interval, self.model.config.guidance_input > 0)
+
     def denoise(self, x: torch.Tensor, labels: torch.Tensor, settings: Settings, timesteps: list[int],
                 generator: torch.Generator | None = None, weights: torch.Tensor | None = None,
                 adjust: Callable[[EpsFn], EpsFn] | None = None) -> Steps:
@@ -177,9 +185,7 @@ class Pipeline:
         guidance: what sample_steps, the morphs (morph.py), the edits (edit.py) and the writing
         (write.py) share. labels and weights as classifier_free_guidance; adjust, if given, turns
         the guided noise prediction into another (inpainting's known pixels, a number's hand)."""
-        eps_fn = classifier_free_guidance(self.denoiser, labels.to(self.device), settings.guidance_scale,
-                                          self.model.config.null_label, None if weights is None else weights.to(self.device),
-                                          settings.guidance_interval)
+        eps_fn = self.guided(labels.to(self.device), settings, None if weights is None else weights.to(self.device))
         if adjust is not None:
             eps_fn = adjust(eps_fn)
         sampler = SAMPLERS[settings.sampler](eps_fn, x, self.schedule, timesteps, generator)
@@ -203,8 +209,7 @@ class Pipeline:
         generator = torch.Generator(self.device).manual_seed(settings.seed)
         noise = torch.randn(images.shape, generator=generator, device=self.device)
         x_t = self.schedule.q_sample(images, torch.full_like(labels, timestep), noise)
-        eps_fn = classifier_free_guidance(self.denoiser, labels, settings.guidance_scale,
-                                          self.model.config.null_label, guidance_interval=settings.guidance_interval)
+        eps_fn = self.guided(labels, settings)
         alpha_bar = self.schedule.alphas_cumprod[timestep].item()
         return x_t, predict_x0(x_t, eps_fn(x_t, timestep), alpha_bar)
 

@@ -62,8 +62,8 @@ def final_image(steps: Iterable[Step]) -> torch.Tensor:
 
 
 def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float, null_label: int,
-                             weights: torch.Tensor | None = None,
-                             guidance_interval: tuple[int, int] | None = None) -> EpsFn:
+                             weights: torch.Tensor | None = None, guidance_interval: tuple[int, int] | None = None,
+                             distilled: bool = False) -> EpsFn:
     """eps = eps_uncond + w * (eps_cond - eps_uncond)  (Ho & Salimans 2022, eq. 6).
 
     Convention: w = 0 is unconditional, w = 1 is plain conditional (no guidance), w > 1
@@ -80,6 +80,11 @@ def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float,
     between two digits), labels (N, K) gives each image K classes and weights (N, K), summing
     to 1 per image, their shares: eps_cond = sum_k weights_k eps_cond_k, the weighted
     composition of Liu et al. 2022 (eq. 10), which for one class is plain eq. 6.
+
+    distilled: the model is a student that learned guidance (Meng et al. 2023, "On Distillation of
+    Guided Diffusion Models", eq. 6 of stage one): model(x, t, c, w) predicts eps_uncond + w (eps_cond -
+    eps_uncond) itself, in one evaluation per image instead of two. For K classes that is K
+    evaluations, summed with the weights: since they sum to 1, that is the same composition.
     """
     if labels.dim() == 1:
         labels, weights = labels[:, None], torch.ones(len(labels), 1, device=labels.device)
@@ -95,6 +100,11 @@ def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float,
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         guided = guidance_scale != 1.0 and (guidance_scale < 1.0 or low <= t <= high)
+        if guided and distilled:
+            rows = all_labels[:num_classes * len(x)]
+            scales = torch.full(rows.shape, guidance_scale, device=x.device)
+            eps = model(x.repeat(num_classes, 1, 1, 1), torch.full_like(rows, t), rows, scales)
+            return (shares * eps.unflatten(0, (num_classes, len(x)))).sum(0)
         copies = num_classes + guided  # the conditional rows, and the unconditional ones where guided
         rows = all_labels[:copies * len(x)]
         eps = model(x.repeat(copies, 1, 1, 1), torch.full_like(rows, t), rows).unflatten(0, (copies, len(x)))

@@ -34,7 +34,8 @@ class UNetConfig:
     num_classes: int = 10  # digits 0-9; label 10 is the null class
     # A guidance-distilled student takes the guidance scale as an input, embedded as the timestep
     # is and added to its embedding: one evaluation gives what classifier-free guidance makes of two.
-    guidance_input: bool = False
+    # Here the largest scale it was taught (0: no such input, a teacher).
+    guidance_input: float = 0.0
 
     @property
     def null_label(self) -> int:
@@ -47,6 +48,8 @@ class UNetConfig:
             raise ValueError(f"image_size {self.image_size} is not divisible by 2^{downsamplings}")
         if any(c % self.norm_groups for c in self.channels):
             raise ValueError(f"every entry of channels {self.channels} must divide by norm_groups {self.norm_groups}")
+        if not 0 <= self.guidance_input <= 100:
+            raise ValueError(f"guidance_input {self.guidance_input} must be a scale from 0 (none) to 100")
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from diffusion.data import load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist-diffusion.safetensors"
+STUDENT_WEIGHTS = ROOT / "weights" / "mnist-student.safetensors"  # guidance distilled into it (train.py --distill-from)
 TINY_UNET = UNetConfig(channels=(8, 16), embedding_dim=16, norm_groups=4)
 # The browser tests: Debian's Chromium, on a desktop and on a phone.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -108,6 +109,12 @@ def tiny_pipeline() -> Pipeline:
 @pytest.fixture(scope="session")
 def shipped_pipeline() -> Pipeline:
     return Pipeline.load(SHIPPED_WEIGHTS, device="cpu")
+
+
+@pytest.fixture(scope="session", params=["teacher", "student"])
+def each_shipped_pipeline(request, shipped_pipeline) -> Pipeline:
+    """The shipped model, then its student: what works with one must work with the other."""
+    return shipped_pipeline if request.param == "teacher" else Pipeline.load(STUDENT_WEIGHTS, device="cpu")
 
 
 def free_port() -> int:

@@ -44,13 +44,13 @@ class RecordingModel(torch.nn.Module):
         self.model, self.passes, self.threads = model, [], []
         self.shared_waiting, self.hold_for_rows = shared_waiting, hold_for_rows
 
-    def forward(self, x, t, labels):
+    def forward(self, x, t, labels, guidance=None):
         if not self.passes and self.hold_for_rows:
             wait_until(lambda: len(x) + sum(len(call.x) for call in self.shared_waiting) >= self.hold_for_rows,
                        f"{self.hold_for_rows} images asked for", poll_s=0.002)
         self.passes.append(len(x))
         self.threads.append(torch.get_num_threads())
-        return self.model(x, t, labels)
+        return self.model(x, t, labels, guidance)
 
 
 def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeline, restore_threads):
@@ -79,7 +79,7 @@ def test_requests_sampled_together_get_exactly_their_images_alone(shipped_pipeli
 
 
 def test_only_the_model_thread_computes_on_several_cores_and_callers_step_back(restore_threads):
-    model = RecordingModel(lambda x, t, labels: x)
+    model = RecordingModel(lambda x, t, labels, guidance: x)
     shared = SharedModel(model)
     x, t, labels = torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
 
@@ -104,7 +104,7 @@ def test_only_the_model_thread_computes_on_several_cores_and_callers_step_back(r
 def test_a_failing_forward_pass_fails_each_of_its_callers_and_the_next_is_served(restore_threads):
     failures = iter([RuntimeError("out of memory")])
 
-    def model(x, t, labels):
+    def model(x, t, labels, guidance=None):
         error = next(failures, None)
         if error:
             raise error
@@ -147,9 +147,9 @@ def test_a_change_of_guidance_reuses_the_first_steps_and_makes_the_same_image(sh
     image is the one the model makes without reuse."""
     calls = []
 
-    def counted(x, t, labels):
+    def counted(x, t, labels, guidance=None):
         calls.append(len(x))
-        return shipped_pipeline.model(x, t, labels)
+        return shipped_pipeline.model(x, t, labels, guidance)
 
     plain = copy.copy(shipped_pipeline)
     plain.denoiser = counted
@@ -173,7 +173,7 @@ def test_reuse_remembers_only_the_latest_answers():
     """At most `remembered` answers are kept, the least recently used given up first."""
     made = []
 
-    def model(x, t, labels):
+    def model(x, t, labels, guidance=None):
         made.append(int(t[0]))
         return x * 2
 

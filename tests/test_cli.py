@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diffusion import Pipeline, media
-from diffusion.classifier import load_classifier, predict
+from diffusion.classifier import RESNET_PATH, ResidualClassifier, load_classifier, predict
 from diffusion.data import load_mnist, to_model_range
 from diffusion.io import load_safetensors
 
@@ -148,13 +148,18 @@ def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root
     assert result.returncode == 0, result.stderr
     everywhere, nowhere = json.loads(out.read_text())["results"]
     for row in (everywhere, nowhere):
-        assert row["samples"] == 30 and set(row["per_digit_accuracy"]) == {str(d) for d in range(10)}
-        assert 0.8 <= row["accuracy"] <= 1 and row["frechet_distance"] > 0 and row["frechet_floor"] > 0
+        assert row["samples"] == 30 and set(row["judges"]) == {"convnet", "resnet"}, "two judges, each by its name"
+        for verdict in row["judges"].values():
+            assert set(verdict["per_digit_accuracy"]) == {str(d) for d in range(10)}
+            assert 0.8 <= verdict["accuracy"] <= 1 and verdict["frechet_distance"] > 0 and verdict["frechet_floor"] > 0
+        floors = [verdict["frechet_floor"] for verdict in row["judges"].values()]
+        assert floors[0] != floors[1], "each feature space has its own floor"
     # Counted on the network: guided at each of the 4 steps, two evaluations each; at t = 0 only, which
     # 4 steps never reach, one each.
     assert (everywhere["evaluations_per_image"], nowhere["evaluations_per_image"]) == (8, 4)
     table = (tmp_path / "t.md").read_text()
     assert "| dpmpp | 4 | 1.5 | 0-999 | 8 |" in table and "| dpmpp | 4 | 1.5 | 0-0 | 4 |" in table
+    assert "convnet: accuracy" in table and "resnet: accuracy" in table
 
 
 @pytest.mark.slow
@@ -164,7 +169,7 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     estimate that measurement gives."""
     out = tmp_path / "bench.json"
     result = run_script("-m", "diffusion.bench", "--samplers", "dpmpp:2,ddpm:50", "--sizes", "10,1", "--repeats", "2",
-                        "--budget", "0.000001", "--out", str(out))
+                        "--budget", "0.000001", "--vs", "weights/mnist-diffusion.safetensors", "--out", str(out))
     assert result.returncode == 0, result.stderr
     bench = json.loads(out.read_text())
     pipe = Pipeline.load(device="cpu")
@@ -193,6 +198,9 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     assert "stream with class probabilities, dpmpp 2 steps, 1 digit: median" in result.stdout
     assert "GFLOP/s" in result.stdout
     assert f"device {bench['device']}" in result.stdout
+    versus = bench["comparisons"]["versus"]  # the same file against itself: both timed, alternating
+    assert versus["ours"]["runs"] == versus["vs"]["runs"] == 9 and versus["ours_over_vs"] > 0
+    assert "with weights/mnist-diffusion.safetensors" in result.stdout
 
 
 @pytest.mark.parametrize("script, args, message", [
@@ -202,6 +210,8 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     ("diffusion.evaluate", ["--samplers", "euler:5"], "argument --samplers (sampler): must be one of ddpm, ddim, dpmpp"),
     ("diffusion.evaluate", ["--device", "cuda:7"], "argument --device: must be one this machine has"),
     ("diffusion.evaluate", ["--guidance-interval", "0-1000"], "argument --guidance-interval: must be two timesteps"),
+    ("diffusion.evaluate", ["--classifiers", "weights/mnist-classifier.safetensors,weights/mnist-classifier.safetensors"],
+     "--classifiers must be of different architectures"),
     ("diffusion.tune", ["--start", "999,500,600"], "--start must be 3 distinct timesteps from 999 down"),
     ("diffusion.tune", ["--sampler", "ddpm"], "--sampler must be deterministic"),
     ("diffusion.classifier", ["--epochs", "0"], "--epochs must be at least 1"),
@@ -284,7 +294,7 @@ def test_tune_write_stores_the_fit_as_the_weights_recommendation(tmp_path):
 
 @pytest.mark.slow  # needs MNIST, and half a minute
 def test_classifier_cli_trains_weights_that_read_digits(tmp_path, mnist_root):
-    out = tmp_path / "classifier.safetensors"
+    architecture, out = "convnet", tmp_path / "classifier.safetensors"
     result = run_script("-m", "diffusion.classifier", "--data-dir", mnist_root, "--epochs", "2", "--subset", "2048",
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -297,7 +307,23 @@ def test_classifier_cli_trains_weights_that_read_digits(tmp_path, mnist_root):
     # Read back as the app reads it (each BatchNorm folded into its convolution): a digit or two at a tie may flip.
     assert abs(100 * accuracy - printed) <= 0.05, "the accuracy printed is that of the weights written"
     _, metadata = load_safetensors(out)
-    assert metadata["command"] == "python -m diffusion.classifier --epochs 2 --seed 0 --subset 2048"
+    assert metadata["command"] == f"python -m diffusion.classifier --architecture {architecture} --epochs 2 --seed 0 --subset 2048"
+    assert load_classifier(out).architecture == metadata["architecture"] == architecture
+
+
+@pytest.mark.slow  # needs MNIST
+def test_the_second_judge_trains_as_a_resnet_and_the_shipped_one_reads_as_its_file_says(tmp_path, mnist_root):
+    out = tmp_path / "resnet.safetensors"
+    result = run_script("-m", "diffusion.classifier", "--architecture", "resnet", "--seed", "1", "--data-dir", mnist_root,
+                        "--epochs", "1", "--subset", "256", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    _, metadata = load_safetensors(out)
+    assert (metadata["architecture"], metadata["augmentation"], metadata["seed"]) == ("resnet", "random_affine", 1)
+    assert isinstance(load_classifier(out), ResidualClassifier)
+    shipped = load_classifier(RESNET_PATH)
+    images, labels = load_mnist(mnist_root, train=False)
+    accuracy = (predict(shipped, to_model_range(images))[0] == labels).float().mean().item()
+    assert accuracy == pytest.approx(load_safetensors(RESNET_PATH)[1]["test_accuracy"], abs=5e-4)
 
 
 def test_classifier_cli_without_data_is_one_clear_line(tmp_path):

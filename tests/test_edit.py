@@ -147,18 +147,19 @@ def test_an_upload_of_any_size_and_mode_is_read_and_reduced(tmp_path):
         assert picture.size == reduced and picture.mode == mode, (size, picture.size, picture.mode)
 
 
-def test_draw_tidies_at_low_strength_and_follows_the_class_at_high(shipped_pipeline):
+def test_draw_tidies_at_low_strength_and_follows_the_class_at_high(each_shipped_pipeline):
+    pipe = each_shipped_pipeline
     classifier = load_classifier()
     drawn, _ = to_model_input(three_drawn_in_a_corner())
-    steps = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [3]), strength=0.5))
-    half = round(0.5 * shipped_pipeline.sampling_config.steps)
-    assert [step.timestep for step in steps] == shipped_pipeline.schedule.timesteps(half, start=500), \
+    steps = list(draw_steps(pipe, drawn, draw_settings(pipe, [3]), strength=0.5))
+    half = round(0.5 * pipe.sampling_config.steps)
+    assert [step.timestep for step in steps] == pipe.schedule.timesteps(half, start=500), \
         "half of the default steps, evenly from t = 500"
     tidied = steps[-1].x
     assert (tidied - drawn).abs().mean() < 0.1 and class_probabilities(classifier, tidied).argmax() == 3
-    eight = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [8]), strength=0.8))[-1].x
+    eight = list(draw_steps(pipe, drawn, draw_settings(pipe, [8]), strength=0.8))[-1].x
     assert class_probabilities(classifier, eight).argmax() == 8, "at high strength the class asked for wins"
-    again = list(draw_steps(shipped_pipeline, drawn, draw_settings(shipped_pipeline, [8]), strength=0.8))[-1].x
+    again = list(draw_steps(pipe, drawn, draw_settings(pipe, [8]), strength=0.8))[-1].x
     assert torch.equal(eight, again), "the same seed, the same edit"
 
 

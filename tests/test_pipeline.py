@@ -55,15 +55,16 @@ def test_the_recommended_guidance_interval_is_what_sample_steps_uses_unless_told
     assert torch.equal(pipe.generate(pipe.settings([1, 2], seed=3)), pipe.generate(pipe.settings([1, 2], seed=3, guidance_interval=(40, 70))))
 
 
-def test_shipped_weights_carry_their_story(shipped_pipeline):
-    training = shipped_pipeline.metadata["training"]
+def test_shipped_weights_carry_their_story(each_shipped_pipeline):
+    training = each_shipped_pipeline.metadata["training"]
     assert training["command"].startswith("python train.py")
     assert training["wall_time_s"] > 0 and training["hardware"] and training["steps"] > 0
-    assert shipped_pipeline.sampling_config.sampler in ("ddpm", "ddim", "dpmpp")
+    assert each_shipped_pipeline.sampling_config.sampler in ("ddpm", "ddim", "dpmpp")
 
 
-def test_shipped_weights_draw_the_digits_asked_for(shipped_pipeline):
-    images = shipped_pipeline.generate(shipped_pipeline.settings(list(range(10)), samples_per_digit=3, seed=0))
+def test_shipped_weights_draw_the_digits_asked_for(each_shipped_pipeline):
+    pipe = each_shipped_pipeline
+    images = pipe.generate(pipe.settings(list(range(10)), samples_per_digit=3, seed=0))
     predicted, _ = predict(load_classifier(), images)
     labels = labels_of(range(10), 3)
     assert (predicted == labels).float().mean() >= 0.9, (predicted, labels)

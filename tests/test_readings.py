@@ -16,10 +16,11 @@ def parse_svg(text: str) -> ElementTree.Element:
     return ElementTree.fromstring(text.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1))
 
 
-def test_each_steps_reading_is_a_distribution_and_the_last_agrees_with_the_final_image(shipped_pipeline):
+def test_each_steps_reading_is_a_distribution_and_the_last_agrees_with_the_final_image(each_shipped_pipeline):
+    pipe = each_shipped_pipeline
     classifier = load_classifier()
     for sampler, steps in (("dpmpp", 6), ("ddim", 12), ("ddpm", 20)):
-        steps_made = list(shipped_pipeline.sample_steps(shipped_pipeline.settings([2, 5, 8], sampler=sampler, steps=steps, seed=4)))
+        steps_made = list(pipe.sample_steps(pipe.settings([2, 5, 8], sampler=sampler, steps=steps, seed=4)))
         readings = torch.stack([class_probabilities(classifier, step.x0) for step in steps_made])
         assert readings.shape == (steps, 3, 10)
         assert torch.isfinite(readings).all() and (readings >= 0).all()

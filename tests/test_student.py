@@ -6,12 +6,14 @@ import dataclasses
 import pytest
 import torch
 
-from diffusion import Pipeline, SamplingConfig
+from diffusion import Pipeline, SamplingConfig, SettingError, classifier_free_guidance
+from diffusion.classifier import class_probabilities, load_classifier
+from diffusion.morph import frame_points, morph, morph_ends
 from diffusion.pipeline import save_weights
 from diffusion.schedule import NoiseSchedule, ScheduleConfig, distillation_loss
 from diffusion.unet import UNet
 
-from .conftest import TINY_UNET, run_script
+from .conftest import STUDENT_WEIGHTS, TINY_UNET, run_script
 
 NULL = TINY_UNET.null_label
 
@@ -19,7 +21,7 @@ NULL = TINY_UNET.null_label
 def test_a_new_student_predicts_as_its_teacher_conditionally_at_any_scale():
     torch.manual_seed(0)
     teacher = UNet(TINY_UNET).eval()
-    student = UNet(dataclasses.replace(TINY_UNET, guidance_input=True)).eval()
+    student = UNet(dataclasses.replace(TINY_UNET, guidance_input=10.0)).eval()
     missing = student.load_state_dict(teacher.state_dict(), strict=False).missing_keys
     assert missing and all(name.startswith("guidance_mlp.") for name in missing), "only the guidance input is new"
     x, t, labels = torch.randn(4, 1, 28, 28), torch.tensor([3, 40, 70, 99]), torch.tensor([1, 5, 9, NULL])
@@ -67,6 +69,94 @@ def test_train_distills_a_student_that_keeps_its_teachers_settings(tmp_path, mni
                         "--out", str(tmp_path / "student.safetensors"))
     assert result.returncode == 0, result.stderr
     student = Pipeline.load(tmp_path / "student.safetensors", device="cpu")
-    assert student.model.config == dataclasses.replace(TINY_UNET, guidance_input=True)
+    assert student.model.config == dataclasses.replace(TINY_UNET, guidance_input=10.0)
     assert student.schedule.config.num_timesteps == 100 and student.sampling_config == recommended
     assert student.metadata["training"]["args"]["distill_from"] == str(teacher_path)
+
+
+class ScaleEcho(torch.nn.Module):
+    """Stands in for a student: its 'noise' is eps_u + w (eps_c - eps_u) with each label as eps_c and
+    the null label as eps_u, at its guidance scales w (1 if none given); records each call's scales."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, labels, guidance=None):
+        scales = torch.ones(len(x)) if guidance is None else guidance
+        self.calls.append(scales.tolist())
+        return (NULL + scales * (labels.float() - NULL)).view(-1, 1, 1, 1).expand_as(x)
+
+
+@pytest.mark.parametrize("w, t, guided", [(3.0, 500, True), (3.0, 999, False), (0.5, 999, True), (0.0, 999, True)])
+def test_a_student_gives_the_guided_prediction_in_one_evaluation_per_image(w, t, guided):
+    labels, x = torch.tensor([2, 4]), torch.zeros(2, 1, 4, 4)
+    student = ScaleEcho()
+    eps = classifier_free_guidance(student, labels, w, NULL, guidance_interval=(400, 600), distilled=True)(x, t)
+    teacher_eps = classifier_free_guidance(ScaleEcho(), labels, w, NULL, guidance_interval=(400, 600))(x, t)
+    assert torch.allclose(eps, teacher_eps), "the student and the teacher's guidance mean the same"
+    assert len(student.calls) == 1 and len(student.calls[0]) == 2, "one evaluation per image, guided or not"
+    assert student.calls[0] == ([w, w] if guided and w > 0 else [1.0, 1.0])
+
+
+def test_a_students_morph_takes_one_evaluation_per_class_with_the_same_composition():
+    labels, shares = torch.tensor([[2, 7], [4, 4]]), torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+    x = torch.zeros(2, 1, 4, 4)
+    student = ScaleEcho()
+    eps = classifier_free_guidance(student, labels, 2.0, NULL, shares, distilled=True)(x, 500)
+    assert torch.allclose(eps, classifier_free_guidance(ScaleEcho(), labels, 2.0, NULL, shares)(x, 500))
+    assert student.calls == [[2.0] * 4], "two classes, two evaluations per image"
+
+
+def test_the_pipeline_samples_a_student_and_shared_forward_passes_carry_its_scales(tmp_path):
+    torch.manual_seed(0)
+    path, student = tmp_path / "student.safetensors", UNet(dataclasses.replace(TINY_UNET, guidance_input=10.0))
+    with torch.no_grad():  # as if trained: the guidance input and the blocks' last layers are no longer zero
+        for name, p in student.named_parameters():
+            if name.startswith("guidance_mlp.") or ".conv2." in name:
+                p.normal_(0, 0.1)
+    save_weights(path, student, ScheduleConfig(num_timesteps=100),
+                 SamplingConfig(sampler="ddim", steps=4, guidance_scale=3.0), {"steps": 0})
+    alone, shared = Pipeline.load(path, device="cpu"), Pipeline.load(path, device="cpu", shared=True)
+    try:
+        settings, x, labels = alone.settings([1, 2], seed=3), torch.randn(2, 1, 28, 28), torch.tensor([1, 2])
+        guided = alone.guided(labels, settings)(x, 50)
+        assert torch.equal(guided, shared.guided(labels, settings)(x, 50)), "SharedModel passes the scales on"
+        assert torch.equal(guided, alone.reusing_forward_passes().guided(labels, settings)(x, 50))
+        assert not torch.equal(guided, alone.guided(labels, alone.settings([1, 2], guidance_scale=1.0))(x, 50))
+        assert torch.equal(alone.generate(settings), shared.generate(settings)), "the same images through SharedModel"
+        assert alone.settings([1], guidance_scale=10.0).guidance_scale == 10.0
+        with pytest.raises(SettingError, match="from 0 to 10"):  # past what it was taught: refused, not extrapolated
+            alone.settings([1], guidance_scale=10.5)
+    finally:
+        shared.denoiser.close()
+
+
+@torch.no_grad()
+def test_more_guidance_on_the_slider_is_more_guidance_with_the_shipped_student_too(shipped_pipeline):
+    """The guidance slider moves the student the way it moves its teacher. At each noise level, the
+    student's prediction at scale w is placed on the teacher's guidance line eps_u + s (eps_c - eps_u)
+    (the s nearest it): s rises with w, and at the default 2.5 it guides past plain conditional (s > 1.5).
+    It rises less than w: the student learned part of the range (docs/results.md, "The student")."""
+    teacher, student = shipped_pipeline, Pipeline.load(STUDENT_WEIGHTS, device="cpu")
+    digits = torch.arange(10)
+    x0 = teacher.generate(teacher.settings(digits.tolist(), seed=0))
+    generator = torch.Generator().manual_seed(1)
+    for t in (100, 300, 500, 700, 900):
+        timesteps = torch.full((10,), t)
+        x_t = teacher.schedule.q_sample(x0, timesteps, torch.randn(x0.shape, generator=generator))
+        eps_c, eps_u = teacher.model(x_t, timesteps, digits), teacher.model(x_t, timesteps, torch.full_like(digits, NULL))
+        line = eps_c - eps_u
+        placed = [(((student.model(x_t, timesteps, digits, torch.full((10,), w)) - eps_u) * line).sum()
+                   / (line * line).sum()).item() for w in (1.0, 2.5, 5.0, 9.5)]
+        assert placed == sorted(placed) and placed[1] > 1.5, f"t {t}: scales 1, 2.5, 5, 9.5 act as {placed}"
+
+
+def test_a_walk_between_digits_with_the_shipped_student_ends_at_its_own_digits():
+    """The morph guides towards two classes at once: with a student, one evaluation per class."""
+    student = Pipeline.load(STUDENT_WEIGHTS, device="cpu")
+    frames = morph(student, *morph_ends(student, (3, 0), (8, 0)), frame_points(5))
+    assert torch.equal(frames[0], student.generate(student.settings([3], seed=0))[0])
+    assert torch.equal(frames[-1], student.generate(student.settings([8], seed=0))[0])
+    read = class_probabilities(load_classifier(), frames).argmax(1).tolist()
+    assert (read[0], read[-1]) == (3, 8), f"3 to 8 read as {read}"

@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 
 from diffusion import Limits, Pipeline, edit, media
-from diffusion.classifier import Classifier, load_classifier
+from diffusion.classifier import DigitClassifier, load_classifier
 from diffusion.samplers import SAMPLER_NAMES
 
 SAMPLER_CHOICES = [(name, sampler) for sampler, name in SAMPLER_NAMES.items()]
@@ -35,7 +35,7 @@ class Context:
     makes, where downloads are written, and the clock (injectable: tests of pacing need no real time)."""
 
     def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter,
-                 classifier: Classifier | None = None):
+                 classifier: DigitClassifier | None = None):
         self.pipe = pipe
         self.classifier = classifier or load_classifier(device=pipe.device)
         self.output_dir = Path(output_dir)

@@ -181,12 +181,17 @@ def versus(pipeline: Pipeline, other_path: str, repeats: int) -> dict:
     another file's at its own, runs alternating, so that both see the same moments of the machine."""
     other = Pipeline.load(other_path, device=pipeline.device)
     runs = [(pipe, pipe.settings(list(range(10)))) for pipe in (pipeline, other)]
+
+    def generate(pipe: Pipeline, settings: Settings) -> None:
+        pipe.generate(settings)
+        synchronize(pipe.device)
+
     times: list[list[float]] = [[], []]
     for pipe, settings in runs:
-        pipe.generate(settings)  # warm-up
+        generate(pipe, settings)  # warm-up
     for _ in range(repeats):
         for (pipe, settings), its_times in zip(runs, times):
-            its_times += time_generation(pipe, settings, 1)
+            its_times += timed_runs(lambda: generate(pipe, settings), 1)
     ratio = statistics.median(times[0]) / statistics.median(times[1])
     print(f"ten digits, each at its recommended settings: median {statistics.median(times[0]):.3f} s against "
           f"{statistics.median(times[1]):.3f} s with {other_path} ({ratio:.2f}x; {repeats} runs each, alternating)")

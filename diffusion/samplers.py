@@ -100,16 +100,14 @@ def classifier_free_guidance(model, labels: torch.Tensor, guidance_scale: float,
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         guided = guidance_scale != 1.0 and (guidance_scale < 1.0 or low <= t <= high)
-        if guided and distilled:
-            rows = all_labels[:num_classes * len(x)]
-            scales = torch.full(rows.shape, guidance_scale, device=x.device)
-            eps = model(x.repeat(num_classes, 1, 1, 1), torch.full_like(rows, t), rows, scales)
-            return (shares * eps.unflatten(0, (num_classes, len(x)))).sum(0)
-        copies = num_classes + guided  # the conditional rows, and the unconditional ones where guided
+        # A student makes the guided prediction itself, told the scale: it needs no unconditional rows.
+        with_uncond = guided and not distilled
+        copies = num_classes + with_uncond  # the conditional rows, and the unconditional ones where guided
         rows = all_labels[:copies * len(x)]
-        eps = model(x.repeat(copies, 1, 1, 1), torch.full_like(rows, t), rows).unflatten(0, (copies, len(x)))
+        scales = (torch.full(rows.shape, guidance_scale, device=x.device),) if guided and distilled else ()
+        eps = model(x.repeat(copies, 1, 1, 1), torch.full_like(rows, t), rows, *scales).unflatten(0, (copies, len(x)))
         eps_cond = (shares * eps[:num_classes]).sum(0)
-        if not guided:
+        if not with_uncond:
             return eps_cond
         eps_uncond = eps[num_classes]
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)

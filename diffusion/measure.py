@@ -103,3 +103,27 @@ def guidance_sweep(pipe: Pipeline, classifier, digits: list[int], seed: int, sca
         images = pipe.generate(settings)
         spread = variety(classifier, images) if len(digits) == 1 else None
         yield settings, images, confidence(classifier, images, settings.labels), spread
+
+
+@torch.inference_mode()
+def scales_acted(student: Pipeline, teacher: Pipeline, inputs: list[float], per_digit: int = 4,
+                 seed: int = 0) -> list[float]:
+    """The guidance scale a student (train.py --distill-from) acts as at each of its inputs w: its
+    prediction at w placed on its teacher's guidance line eps_u + s (eps_c - eps_u) (Ho & Salimans
+    2022, eq. 6) at the s nearest it, least squares; the median over per_digit of the teacher's
+    images of each digit, noised to five timesteps across the interval where the student guides."""
+    settings = teacher.settings(list(range(teacher.model.config.num_classes)), seed, samples_per_digit=per_digit)
+    x0, labels = teacher.generate(settings), settings.labels.to(teacher.device)
+    null_labels = torch.full_like(labels, teacher.model.config.null_label)
+    low, high = student.sampling_config.guidance_interval or (100, 900)
+    generator = torch.Generator(teacher.device).manual_seed(seed)
+    acted = [[] for _ in inputs]
+    for t in torch.linspace(low, high, 5).round().int().tolist():
+        timesteps = torch.full_like(labels, t)
+        x_t = teacher.schedule.q_sample(x0, timesteps, torch.randn(x0.shape, generator=generator, device=x0.device))
+        eps_u = teacher.model(x_t, timesteps, null_labels).flatten(1)
+        line = teacher.model(x_t, timesteps, labels).flatten(1) - eps_u
+        for placed, w in zip(acted, inputs):
+            eps = student.model(x_t, timesteps, labels, torch.full(labels.shape, float(w), device=x0.device))
+            placed.append(((eps.flatten(1) - eps_u) * line).sum(1) / (line * line).sum(1))
+    return [torch.cat(placed).median().item() for placed in acted]

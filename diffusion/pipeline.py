@@ -21,7 +21,7 @@ from .batching import RecentForwardPasses, SharedModel
 from .io import WEIGHTS_DIR, WeightsError, load_safetensors, load_state, save_safetensors
 from .samplers import SAMPLERS, EpsFn, Steps, classifier_free_guidance, final_image, predict_x0
 from .schedule import NoiseSchedule, ScheduleConfig
-from .settings import Limits, SettingError, Settings, check, is_integer
+from .settings import MAX_GUIDANCE_SCALE, Limits, SettingError, Settings, check, is_integer
 from .unet import UNet, UNetConfig
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mnist-diffusion.safetensors"
@@ -41,11 +41,31 @@ class SamplingConfig:
     # Timesteps from T-1 down fitted to these weights (diffusion/tune.py), stretched to any step
     # count by NoiseSchedule.timesteps; None: evenly spaced.
     timesteps: tuple[int, ...] | None = None
+    # A student's (UNetConfig.guidance_input): pairs (scale, the input that acts as it), rising from
+    # (1, 1), measured on its teacher's guidance line (diffusion/tune.py --teacher). The pipeline tells
+    # the student the input, so that a guidance scale means to a user what it means with the teacher.
+    # None: the scale is told as it is.
+    guidance_inputs: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
         for name in ("guidance_interval", "timesteps"):  # lists when read from a weights file's JSON
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.guidance_inputs is not None:
+            object.__setattr__(self, "guidance_inputs", tuple(tuple(pair) for pair in self.guidance_inputs))
+
+    def check(self, num_timesteps: int, student: bool) -> None:
+        """Raises ValueError if the fitted timesteps or a student's inputs cannot be used."""
+        fitted = self.timesteps
+        if fitted is not None and not (fitted[0] == num_timesteps - 1 and fitted[-1] >= 0
+                                       and all(a > b for a, b in zip(fitted, fitted[1:]))):
+            raise ValueError(f"fitted timesteps must fall from {num_timesteps - 1} to 0 or more, not {list(fitted)}")
+        pairs = self.guidance_inputs
+        if pairs is not None:
+            rising = all(len(pair) == 2 for pair in pairs) and all(
+                scale < next_scale and given < next_given for (scale, given), (next_scale, next_given) in zip(pairs, pairs[1:]))
+            if not (student and pairs[0] == (1, 1) and rising):
+                raise ValueError(f"guidance_inputs must be a student's pairs (scale, input) rising from (1, 1), not {pairs}")
 
 
 def available_devices() -> list[str]:
@@ -110,11 +130,7 @@ class Pipeline:
             unet_config = UNetConfig(**metadata["unet_config"])
             schedule_config = ScheduleConfig(**metadata["schedule_config"])
             sampling_config = SamplingConfig(**metadata["sampling_config"])
-            fitted = sampling_config.timesteps
-            if fitted is not None and not (fitted[0] == schedule_config.num_timesteps - 1 and fitted[-1] >= 0
-                                           and all(a > b for a, b in zip(fitted, fitted[1:]))):
-                raise ValueError(f"fitted timesteps must fall from {schedule_config.num_timesteps - 1} to 0 or more, "
-                                 f"not {list(fitted)}")
+            sampling_config.check(schedule_config.num_timesteps, unet_config.guidance_input > 0)
         except (TypeError, ValueError) as e:
             raise WeightsError(f"{path}: incompatible file, its configuration does not fit this code ({e})") from None
         model = UNet(unet_config)
@@ -137,8 +153,7 @@ class Pipeline:
         SamplingConfig for the options left out (None). guidance_interval=all_timesteps guides at
         every step. Raises SettingError saying what is allowed."""
         recommended = self.sampling_config
-        if self.model.config.guidance_input:  # a student knows the scales it was taught, no more
-            limits = replace(limits, max_guidance_scale=min(limits.max_guidance_scale, self.model.config.guidance_input))
+        limits = replace(limits, max_guidance_scale=min(limits.max_guidance_scale, self.max_guidance_scale))
         values = {"digits": digits, "seed": seed, "sampler": recommended.sampler if sampler is None else sampler,
                   "steps": recommended.steps if steps is None else steps,
                   "guidance_scale": recommended.guidance_scale if guidance_scale is None else guidance_scale,
@@ -148,6 +163,26 @@ class Pipeline:
         if values["guidance_interval"] is not None:
             values["guidance_interval"] = tuple(values["guidance_interval"])
         return Settings(**values | {"digits": tuple(digits), "guidance_scale": float(values["guidance_scale"])})
+
+    @property
+    def max_guidance_scale(self) -> float:
+        """The largest guidance scale the model can follow: a student's, as far as what it was taught
+        reaches (SamplingConfig.guidance_inputs); a teacher's, the library's limit."""
+        if self.sampling_config.guidance_inputs:
+            return self.sampling_config.guidance_inputs[-1][0]
+        return self.model.config.guidance_input or MAX_GUIDANCE_SCALE
+
+    def input_for(self, guidance_scale: float) -> float:
+        """The scale to tell the model for a guidance scale: the same, but for a student with
+        guidance_inputs, where a scale above 1 is told as the input measured to act as it (linear
+        between the measured pairs)."""
+        pairs = self.sampling_config.guidance_inputs
+        if not pairs or guidance_scale <= 1:
+            return guidance_scale
+        for (scale, given), (next_scale, next_given) in zip(pairs, pairs[1:]):
+            if guidance_scale <= next_scale:
+                return given + (guidance_scale - scale) * (next_given - given) / (next_scale - scale)
+        raise SettingError("guidance_scale", f"a number from 0 to {self.max_guidance_scale:g}", guidance_scale)
 
     def timesteps(self, steps: int) -> list[int]:
         """The timesteps of a run from pure noise in `steps` steps: along the fitted schedule, if the
@@ -175,8 +210,9 @@ class Pipeline:
     def guided(self, labels: torch.Tensor, settings: Settings, weights: torch.Tensor | None = None) -> EpsFn:
         """The noise prediction towards labels (and weights) with the settings' guidance
         (samplers.classifier_free_guidance), in one evaluation per image if the model is a student."""
-        return classifier_free_guidance(self.denoiser, labels, settings.guidance_scale, self.model.config.null_label,
-                                        weights, settings.guidance_interval, self.model.config.guidance_input > 0)
+        config = self.model.config
+        return classifier_free_guidance(self.denoiser, labels, self.input_for(settings.guidance_scale), config.null_label,
+                                        weights, settings.guidance_interval, config.guidance_input > 0)
 
     def denoise(self, x: torch.Tensor, labels: torch.Tensor, settings: Settings, timesteps: list[int],
                 generator: torch.Generator | None = None, weights: torch.Tensor | None = None,

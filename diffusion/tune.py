@@ -3,6 +3,8 @@
     python -m diffusion.tune --steps 9 --guidance 3 --guidance-interval 443-777            # prints the fit
     python -m diffusion.tune --steps 9 --guidance 3 --guidance-interval 443-777 --write    # and recommends it
     python -m diffusion.tune --start 999,960,777,682,523,328,164,104,44 --guidance 2.25    # from these timesteps
+    python -m diffusion.tune --weights weights/mnist-student.safetensors \
+        --teacher weights/mnist-diffusion.safetensors --write                            # a student's scales
 
 A few hundred starting noises (30 of each digit, by default) are solved twice with the same
 sampler and guidance: once with many steps (the reference, close to the exact solution of the
@@ -13,6 +15,10 @@ the fit buys quality with better-placed steps, not with more network evaluations
 
 --write stores the settings, with the fitted timesteps, as the weights file's recommended
 SamplingConfig (what the app, the CLI and the API use by default), and how they were fitted.
+
+--teacher: for a student (train.py --distill-from), measure instead which guidance scale each of
+its inputs acts as on the teacher's guidance line (measure.scales_acted), and with --write store
+them as its guidance_inputs: the pipeline then tells it the input that acts as the scale asked for.
 """
 
 import sys
@@ -23,10 +29,12 @@ import torch
 
 from . import cli
 from .io import load_safetensors, save_safetensors
+from .measure import scales_acted
 from .pipeline import DEFAULT_WEIGHTS, REQUIRED_METADATA, Pipeline, SamplingConfig
 from .samplers import SAMPLERS, final_image
 
 MOVES = (64, 32, 16, 8)
+STUDENT_INPUTS = (1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9, 10)  # where a student's scales are measured
 
 
 def fit_timesteps(pipe: Pipeline, settings: SamplingConfig, per_digit: int = 30, seed: int = 1234,
@@ -73,6 +81,30 @@ def fit_timesteps(pipe: Pipeline, settings: SamplingConfig, per_digit: int = 30,
     return timesteps, facts
 
 
+def guidance_inputs(student: Pipeline, teacher: Pipeline, per_digit: int) -> tuple[tuple[tuple[float, float], ...], dict]:
+    """A student's SamplingConfig.guidance_inputs: (scale, input) pairs from (1, 1), each of
+    STUDENT_INPUTS it was taught with the scale it acts as, to 0.01. An input that acts no stronger
+    than a smaller one is left out, so that the pairs rise. Also facts about the measure."""
+    started = time.perf_counter()
+    inputs = [w for w in STUDENT_INPUTS if w <= student.model.config.guidance_input]
+    pairs = [(1.0, 1.0)]
+    for given, scale in zip(inputs, scales_acted(student, teacher, inputs, per_digit)):
+        if round(scale, 2) > pairs[-1][0]:
+            pairs.append((round(scale, 2), float(given)))
+    facts = {"images": per_digit * teacher.model.config.num_classes, "timesteps": 5,
+             "seconds": round(time.perf_counter() - started, 1)}
+    return tuple(pairs), facts
+
+
+def write_recommendation(path: str, sampling_config: SamplingConfig, fit_name: str, facts: dict) -> None:
+    """Store sampling_config as the weights' recommendation, and how it was found under fit_name."""
+    tensors, metadata = load_safetensors(path, REQUIRED_METADATA)
+    metadata["sampling_config"] = asdict(sampling_config)
+    metadata[fit_name] = {**facts, "command": "python -m diffusion.tune " + " ".join(sys.argv[1:])}
+    save_safetensors(path, tensors, metadata)
+    print(f"wrote {path}: recommended {asdict(sampling_config)}")
+
+
 def main() -> None:
     p = cli.ArgumentParser(prog="python -m diffusion.tune", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
@@ -85,6 +117,8 @@ def main() -> None:
                         "fitted ones for this step count, else even spacing)")
     p.add_argument("--per-digit", type=int, default=30, help="starting noises of each digit (default 30)")
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
+    p.add_argument("--teacher", help="the weights a student (--weights) learned from: measure the scales its inputs act "
+                                     "as, rather than fit timesteps")
     p.add_argument("--write", action="store_true", help="store the fitted settings as the weights' recommendation")
     args = p.parse_args()
     if args.per_digit < 1:
@@ -93,6 +127,14 @@ def main() -> None:
         p.error("--sampler must be deterministic (ddim or dpmpp): a fit needs the same path every time")
 
     pipe = Pipeline.load(args.weights, device=args.device)
+    if args.teacher:
+        if not pipe.model.config.guidance_input:
+            p.error(f"--teacher: {args.weights} is not a student (train.py --distill-from makes one)")
+        pairs, facts = guidance_inputs(pipe, Pipeline.load(args.teacher, device=args.device), args.per_digit)
+        print("scale <- the student's input: " + ", ".join(f"{scale:g} <- {given:g}" for scale, given in pairs))
+        if args.write:
+            write_recommendation(args.weights, replace(pipe.sampling_config, guidance_inputs=pairs), "guidance_fit", facts)
+        return
     given = {"guidance_scale": args.guidance, "sampler": args.sampler, "steps": args.steps or (args.start and len(args.start)),
              "guidance_interval": cli.guidance_interval(pipe, args.guidance_interval)}
     settings = replace(pipe.sampling_config, **{name: value for name, value in given.items() if value is not None})
@@ -109,11 +151,7 @@ def main() -> None:
     print(f"fitted timesteps {list(timesteps)}: error {facts['error_before']:.6f} -> {facts['error_after']:.6f} "
           f"({facts['samples']} samples, {facts['seconds']:.0f} s)")
     if args.write:
-        tensors, metadata = load_safetensors(args.weights, REQUIRED_METADATA)
-        metadata["sampling_config"] = asdict(fitted)
-        metadata["sampling_fit"] = {**facts, "command": "python -m diffusion.tune " + " ".join(sys.argv[1:])}
-        save_safetensors(args.weights, tensors, metadata)
-        print(f"wrote {args.weights}: recommended {asdict(fitted)}")
+        write_recommendation(args.weights, fitted, "sampling_fit", facts)
 
 
 if __name__ == "__main__":

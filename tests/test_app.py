@@ -20,7 +20,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import webapp
-from diffusion import edit, media, morph, write
+from diffusion import Pipeline, edit, media, morph, write
 from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.media import enlarge, sample_grid, to_uint8, upscale
 from diffusion.samplers import final_image
@@ -30,13 +30,13 @@ from webapp.editing import AS_READ, CANVAS_SIZE, Editing
 from webapp.forward import Forward
 from webapp.generate import Generate, seed_for, step_slider
 from webapp.live import Live
-from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DIGIT, Guidance
+from webapp.guidance import GUIDANCE_SCALES_COMPARED, SAMPLES_COMPARED_OF_ONE_DIGIT, Guidance, scales_compared
 from webapp.morph import Morph
 from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
 from webapp.write import Write
 
-from .conftest import ROOT, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, run_script, wait_until
+from .conftest import ROOT, STUDENT_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, run_script, wait_until
 from .test_edit import three_drawn_in_a_corner
 from . import photo_survey
 from .test_photos import FixedReading
@@ -193,6 +193,14 @@ def test_stop_ends_the_run_at_its_next_step_and_keeps_the_animation_so_far(tabs,
 def test_bad_settings_raise_a_clear_error(tabs, digit, guidance_scale, sampler, steps, samples_per_digit, message):
     with pytest.raises(gr.Error, match=message):
         next(tabs.generate.generate(digit, guidance_scale, sampler, steps, 0, samples_per_digit))
+
+
+def test_the_guidance_comparison_stops_at_the_largest_scale_a_student_follows(shipped_pipeline):
+    student = Pipeline.load(STUDENT_WEIGHTS, device="cpu")
+    assert scales_compared(shipped_pipeline) == GUIDANCE_SCALES_COMPARED
+    largest = student.sampling_config.guidance_inputs[-1][0]
+    assert scales_compared(student) == tuple(w for w in GUIDANCE_SCALES_COMPARED if w <= largest) + (largest,)
+    student.settings([3], guidance_scale=largest)  # each is a scale it takes
 
 
 def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipeline):

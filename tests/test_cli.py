@@ -214,6 +214,7 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
      "--classifiers must be of different architectures"),
     ("diffusion.tune", ["--start", "999,500,600"], "--start must be 3 distinct timesteps from 999 down"),
     ("diffusion.tune", ["--sampler", "ddpm"], "--sampler must be deterministic"),
+    ("diffusion.tune", ["--teacher", "weights/mnist-diffusion.safetensors"], "is not a student (train.py --distill-from"),
     ("diffusion.classifier", ["--epochs", "0"], "--epochs must be at least 1"),
     ("diffusion.classifier", ["--subset", "100"], "--subset must be at least 128, one batch"),
 ])

@@ -2,18 +2,20 @@
 scale as an input, and the loss that teaches it the teacher's guided prediction."""
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
 
 from diffusion import Pipeline, SamplingConfig, SettingError, classifier_free_guidance
 from diffusion.classifier import class_probabilities, load_classifier
+from diffusion.measure import scales_acted
 from diffusion.morph import frame_points, morph, morph_ends
 from diffusion.pipeline import save_weights
 from diffusion.schedule import NoiseSchedule, ScheduleConfig, distillation_loss
 from diffusion.unet import UNet
 
-from .conftest import STUDENT_WEIGHTS, TINY_UNET, run_script
+from .conftest import STUDENT_WEIGHTS, TINY_UNET, run_here, run_script
 
 NULL = TINY_UNET.null_label
 
@@ -132,24 +134,59 @@ def test_the_pipeline_samples_a_student_and_shared_forward_passes_carry_its_scal
         shared.denoiser.close()
 
 
+def test_a_students_guidance_inputs_turn_each_scale_into_the_input_measured_to_act_as_it(tmp_path):
+    path, student = tmp_path / "student.safetensors", UNet(dataclasses.replace(TINY_UNET, guidance_input=10.0))
+    inputs = ((1.0, 1.0), (2.0, 4.0), (3.0, 10.0))  # as if scale 2 were what input 4 acts as, 3 input 10
+    save_weights(path, student, ScheduleConfig(num_timesteps=100),
+                 SamplingConfig(sampler="ddim", steps=4, guidance_scale=2.0, guidance_inputs=inputs), {"steps": 0})
+    pipe = Pipeline.load(path, device="cpu")
+    assert pipe.sampling_config.guidance_inputs == inputs
+    assert [pipe.input_for(w) for w in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)] == [0.0, 0.5, 1.0, 2.5, 4.0, 7.0, 10.0]
+    assert pipe.max_guidance_scale == 3.0
+    with pytest.raises(SettingError, match="from 0 to 3"):  # past what its largest input acts as: refused
+        pipe.settings([1], guidance_scale=3.5)
+    pipe.denoiser = echo = ScaleEcho()  # records the scales the student is told
+    x, labels = torch.zeros(2, 1, 28, 28), torch.tensor([1, 2])
+    for asked, told in ((2.5, 7.0), (0.5, 0.5)):
+        pipe.guided(labels, pipe.settings([1, 2], guidance_scale=asked, guidance_interval=(0, 99)))(x, 50)
+        assert echo.calls[-1] == [told, told], f"scale {asked} is told as {told}"
+
+
+@pytest.mark.parametrize("config, student, message", [
+    (SamplingConfig(guidance_inputs=((1.0, 1.0), (2.0, 4.0))), False, "must be a student's pairs"),
+    (SamplingConfig(guidance_inputs=((1.0, 1.0), (2.0, 4.0), (1.5, 5.0))), True, "rising from (1, 1)"),
+    (SamplingConfig(guidance_inputs=((0.5, 1.0), (2.0, 4.0))), True, "rising from (1, 1)"),
+])
+def test_guidance_inputs_that_do_not_rise_or_fit_no_student_are_refused(config, student, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config.check(100, student)
+
+
 @torch.no_grad()
-def test_more_guidance_on_the_slider_is_more_guidance_with_the_shipped_student_too(shipped_pipeline):
-    """The guidance slider moves the student the way it moves its teacher. At each noise level, the
-    student's prediction at scale w is placed on the teacher's guidance line eps_u + s (eps_c - eps_u)
-    (the s nearest it): s rises with w, and at the default 2.5 it guides past plain conditional (s > 1.5).
-    It rises less than w: the student learned part of the range (docs/results.md, "The student")."""
-    teacher, student = shipped_pipeline, Pipeline.load(STUDENT_WEIGHTS, device="cpu")
-    digits = torch.arange(10)
-    x0 = teacher.generate(teacher.settings(digits.tolist(), seed=0))
-    generator = torch.Generator().manual_seed(1)
-    for t in (100, 300, 500, 700, 900):
-        timesteps = torch.full((10,), t)
-        x_t = teacher.schedule.q_sample(x0, timesteps, torch.randn(x0.shape, generator=generator))
-        eps_c, eps_u = teacher.model(x_t, timesteps, digits), teacher.model(x_t, timesteps, torch.full_like(digits, NULL))
-        line = eps_c - eps_u
-        placed = [(((student.model(x_t, timesteps, digits, torch.full((10,), w)) - eps_u) * line).sum()
-                   / (line * line).sum()).item() for w in (1.0, 2.5, 5.0, 9.5)]
-        assert placed == sorted(placed) and placed[1] > 1.5, f"t {t}: scales 1, 2.5, 5, 9.5 act as {placed}"
+def test_the_slider_means_the_same_with_the_shipped_student_as_with_its_teacher(shipped_pipeline):
+    """The student is told the input measured to act as the scale asked for (tune.py --teacher, on
+    seed 0's images): on other images (seed 1), its prediction at each scale placed on the teacher's
+    guidance line eps_u + s (eps_c - eps_u) lands, in the median, at about that scale."""
+    student = Pipeline.load(STUDENT_WEIGHTS, device="cpu")
+    scales = [1.5, 2.5, 3.5]
+    acted = scales_acted(student, shipped_pipeline, [student.input_for(w) for w in scales] + scales, per_digit=2, seed=1)
+    told, told_as_is = acted[:3], acted[3:]
+    assert all(abs(s - w) <= 0.25 for s, w in zip(told, scales)), f"scales {scales} act as {told}"
+    assert all(s < w - 0.5 for s, w in zip(told_as_is[1:], scales[1:])), f"told as they are, they act as {told_as_is}"
+
+
+def test_tune_measures_a_students_scales_and_stores_its_inputs(tmp_path):
+    copy = tmp_path / "student.safetensors"
+    shutil.copy(STUDENT_WEIGHTS, copy)
+    result = run_here("-m", "diffusion.tune", "--weights", str(copy), "--teacher", "weights/mnist-diffusion.safetensors",
+                      "--per-digit", "1", "--write")
+    assert result.returncode == 0, result.stderr
+    tuned = Pipeline.load(copy, device="cpu")
+    pairs = tuned.sampling_config.guidance_inputs
+    assert pairs[0] == (1.0, 1.0) and len(pairs) >= 6, pairs
+    assert f"scale <- the student's input: 1 <- 1, {pairs[1][0]:g} <- {pairs[1][1]:g}, " in result.stdout
+    assert all(scale < given for scale, given in pairs[2:]), "the shipped student acts weaker than it is told"
+    assert tuned.metadata["guidance_fit"]["images"] == 10
 
 
 def test_a_walk_between_digits_with_the_shipped_student_ends_at_its_own_digits():

@@ -13,9 +13,17 @@ GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
 
 
+def scales_compared(pipe) -> tuple[float, ...]:
+    """GUIDANCE_SCALES_COMPARED as far as the model follows them (a student: up to the scale its
+    largest input acts as), ending at its largest where that comes first."""
+    within = tuple(scale for scale in GUIDANCE_SCALES_COMPARED if scale <= pipe.max_guidance_scale)
+    return within if within[-1] == GUIDANCE_SCALES_COMPARED[-1] else within + (pipe.max_guidance_scale,)
+
+
 class Guidance:
     def __init__(self, context: Context):
         self.context = context
+        self.scales = scales_compared(context.pipe)
 
     def compare_guidance(self, digit: str, seed: int):
         """The same seed at each guidance scale, a labelled row each, streamed row by row: what
@@ -25,7 +33,7 @@ class Guidance:
         rows = []
         with errors_shown_on_the_page():
             for settings, images, sure, variety in guidance_sweep(self.context.pipe, self.context.classifier, digits,
-                                                                   seed, GUIDANCE_SCALES_COMPARED, samples_per_digit):
+                                                                   seed, self.scales, samples_per_digit):
                 label = f"guidance {settings.guidance_scale:g} · read as asked: {sure:.1%}"
                 if variety is not None:
                     label += f" · variety {variety:.0f}"
@@ -53,4 +61,4 @@ def build(context: Context) -> None:
     comparing = compare.click(handlers.compare_guidance, [digit, seed], rows, api_name="compare_guidance",
                               **MODEL_EVENT)
     announce(comparing, f"The comparison is ready: a row for each guidance scale, "
-                        f"{', '.join(f'{scale:g}' for scale in GUIDANCE_SCALES_COMPARED)}.", announcement)
+                        f"{', '.join(f'{scale:g}' for scale in handlers.scales)}.", announcement)

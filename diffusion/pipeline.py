@@ -66,6 +66,9 @@ class SamplingConfig:
                 scale < next_scale and given < next_given for (scale, given), (next_scale, next_given) in zip(pairs, pairs[1:]))
             if not (student and pairs[0] == (1, 1) and rising):
                 raise ValueError(f"guidance_inputs must be a student's pairs (scale, input) rising from (1, 1), not {pairs}")
+            if self.guidance_scale > pairs[-1][0]:
+                raise ValueError(f"the recommended guidance {self.guidance_scale:g} is more than the student follows "
+                                 f"(at most {pairs[-1][0]:g})")
 
 
 def available_devices() -> list[str]:

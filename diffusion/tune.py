@@ -132,8 +132,13 @@ def main() -> None:
             p.error(f"--teacher: {args.weights} is not a student (train.py --distill-from makes one)")
         pairs, facts = guidance_inputs(pipe, Pipeline.load(args.teacher, device=args.device), args.per_digit)
         print("scale <- the student's input: " + ", ".join(f"{scale:g} <- {given:g}" for scale, given in pairs))
+        calibrated = replace(pipe.sampling_config, guidance_inputs=pairs)
         if args.write:
-            write_recommendation(args.weights, replace(pipe.sampling_config, guidance_inputs=pairs), "guidance_fit", facts)
+            try:
+                calibrated.check(pipe.schedule.num_timesteps, student=True)
+            except ValueError as e:
+                p.error(f"--teacher: not written, {e}: train it longer, or recommend less guidance")
+            write_recommendation(args.weights, calibrated, "guidance_fit", facts)
         return
     given = {"guidance_scale": args.guidance, "sampler": args.sampler, "steps": args.steps or (args.start and len(args.start)),
              "guidance_interval": cli.guidance_interval(pipe, args.guidance_interval)}

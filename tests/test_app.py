@@ -1,6 +1,7 @@
 """The Gradio app: its handlers called directly, then the running app through gradio_client."""
 
 import base64
+import dataclasses
 import http.client
 import json
 import math
@@ -201,6 +202,8 @@ def test_the_guidance_comparison_stops_at_the_largest_scale_a_student_follows(sh
     largest = student.sampling_config.guidance_inputs[-1][0]
     assert scales_compared(student) == tuple(w for w in GUIDANCE_SCALES_COMPARED if w <= largest) + (largest,)
     student.settings([3], guidance_scale=largest)  # each is a scale it takes
+    student.sampling_config = dataclasses.replace(student.sampling_config, guidance_inputs=((1.0, 1.0), (3.0, 9.0)))
+    assert scales_compared(student) == (0.0, 1.0, 1.5, 3.0), "the largest once, where it is one of the scales"
 
 
 def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipeline):

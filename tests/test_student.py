@@ -2,6 +2,7 @@
 scale as an input, and the loss that teaches it the teacher's guided prediction."""
 
 import dataclasses
+import re
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from diffusion import Pipeline, SamplingConfig, SettingError, classifier_free_guidance
 from diffusion.classifier import class_probabilities, load_classifier
+from diffusion.io import load_safetensors, save_safetensors
 from diffusion.measure import scales_acted
 from diffusion.morph import frame_points, morph, morph_ends
 from diffusion.pipeline import save_weights
@@ -156,9 +158,11 @@ def test_a_students_guidance_inputs_turn_each_scale_into_the_input_measured_to_a
     (SamplingConfig(guidance_inputs=((1.0, 1.0), (2.0, 4.0))), False, "must be a student's pairs"),
     (SamplingConfig(guidance_inputs=((1.0, 1.0), (2.0, 4.0), (1.5, 5.0))), True, "rising from (1, 1)"),
     (SamplingConfig(guidance_inputs=((0.5, 1.0), (2.0, 4.0))), True, "rising from (1, 1)"),
+    (SamplingConfig(guidance_scale=2.5, guidance_inputs=((1.0, 1.0), (2.0, 4.0))), True,
+     "the recommended guidance 2.5 is more than the student follows (at most 2)"),
 ])
-def test_guidance_inputs_that_do_not_rise_or_fit_no_student_are_refused(config, student, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_guidance_inputs_that_cannot_be_used_are_refused(config, student, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         config.check(100, student)
 
 
@@ -187,6 +191,19 @@ def test_tune_measures_a_students_scales_and_stores_its_inputs(tmp_path):
     assert f"scale <- the student's input: 1 <- 1, {pairs[1][0]:g} <- {pairs[1][1]:g}, " in result.stdout
     assert all(scale < given for scale, given in pairs[2:]), "the shipped student acts weaker than it is told"
     assert tuned.metadata["guidance_fit"]["images"] == 10
+
+
+def test_tune_writes_no_inputs_that_fall_short_of_the_students_recommended_guidance(tmp_path):
+    tensors, metadata = load_safetensors(STUDENT_WEIGHTS)
+    metadata["sampling_config"] |= {"guidance_scale": 9.5, "guidance_inputs": None}  # more than it acts as
+    copy = tmp_path / "student.safetensors"
+    save_safetensors(copy, tensors, metadata)
+    before = copy.read_bytes()
+    result = run_here("-m", "diffusion.tune", "--weights", str(copy), "--teacher", "weights/mnist-diffusion.safetensors",
+                      "--per-digit", "1", "--write")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--teacher: not written, the recommended guidance 9.5 is more than the student follows" in result.stderr
+    assert copy.read_bytes() == before
 
 
 def test_a_walk_between_digits_with_the_shipped_student_ends_at_its_own_digits():

@@ -169,8 +169,9 @@ def settings_column(pipe: Pipeline) -> dict:
     """The left-hand column: the request's settings, Generate and Stop."""
     recommended = pipe.sampling_config
     widgets = {"digit": gr.Radio(DIGIT_CHOICES, value="3", label="Digit", elem_id="digit")}
-    widgets["guidance_scale"] = gr.Slider(
-        0, min(LIMITS.max_guidance_scale, pipe.max_guidance_scale), value=recommended.guidance_scale, step=0.05, label="Guidance scale",
+    widgets["guidance_scale"] = gr.Slider(  # a student follows scales up to what its largest input acts as
+        0, min(LIMITS.max_guidance_scale, pipe.max_guidance_scale), value=recommended.guidance_scale, step=0.05,
+        label="Guidance scale",
         info="0 ignores the digit, 1 is plain conditional, higher pushes harder towards it. "
              + guided_where(pipe, "Above 1, it"), elem_id="guidance")
     widgets["sampler"] = gr.Radio(SAMPLER_CHOICES, value=recommended.sampler, label="Sampler", elem_id="sampler")

@@ -2,7 +2,7 @@
 
 import gradio as gr
 
-from diffusion import media
+from diffusion import Pipeline, media
 from diffusion.measure import guidance_sweep
 
 from .page import FIGURES_TEMPLATE
@@ -13,11 +13,12 @@ GUIDANCE_SCALES_COMPARED = (0.0, 1.0, 1.5, 3.0, 5.0, 10.0)
 SAMPLES_COMPARED_OF_ONE_DIGIT = 6  # a row per guidance scale shows how alike its samples are
 
 
-def scales_compared(pipe) -> tuple[float, ...]:
+def scales_compared(pipe: Pipeline) -> tuple[float, ...]:
     """GUIDANCE_SCALES_COMPARED as far as the model follows them (a student: up to the scale its
-    largest input acts as), ending at its largest where that comes first."""
-    within = tuple(scale for scale in GUIDANCE_SCALES_COMPARED if scale <= pipe.max_guidance_scale)
-    return within if within[-1] == GUIDANCE_SCALES_COMPARED[-1] else within + (pipe.max_guidance_scale,)
+    largest input acts as), and then its largest."""
+    largest = min(pipe.max_guidance_scale, GUIDANCE_SCALES_COMPARED[-1])
+    within = tuple(scale for scale in GUIDANCE_SCALES_COMPARED if scale < largest)
+    return within + (largest,)
 
 
 class Guidance:

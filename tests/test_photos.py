@@ -9,7 +9,7 @@ from diffusion.edit import NotADigitError, PictureError, read_digit
 
 from . import photo_survey
 
-PER_DIGIT, PRINTED = 10, 1  # per defect: 100 MNIST test digits and 10 printed ones
+PER_DIGIT, PRINTED = 6, 1  # per defect: 60 MNIST test digits and 10 printed ones (the survey takes more)
 
 
 @pytest.mark.slow  # needs MNIST

@@ -154,7 +154,7 @@ def test_a_change_of_guidance_reuses_the_first_steps_and_makes_the_same_image(sh
     plain = copy.copy(shipped_pipeline)
     plain.denoiser = counted
     reusing = plain.reusing_forward_passes()
-    timesteps, (low, high) = plain.timesteps(9), plain.sampling_config.guidance_interval
+    timesteps, high = plain.timesteps(9), plain.sampling_config.guidance_interval[1]
     reused = sum(1 for t in timesteps if t > high) + 1  # the first guided step's inputs are the scale's too
     assert 0 < reused < len(timesteps), "the default's guidance interval should leave steps before it"
     for scale, expected_calls in ((2.5, len(timesteps)), (3.0, len(timesteps) - reused), (2.5, 0)):

@@ -4,7 +4,7 @@ every sampler keeps its promises for any settings it accepts."""
 import math
 
 import torch
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diffusion import SAMPLERS, NoiseSchedule, Pipeline, SamplingConfig, ScheduleConfig, UNet

@@ -17,7 +17,7 @@ if __name__ == "__main__":
 
 from diffusion import DEFAULT_WEIGHTS, Pipeline, cli
 from webapp import LAUNCH_OPTIONS, build_app, tools
-from webapp.server import check_can_listen, port, share_memory_pools
+from webapp.server import check_can_listen, log_refusals, port, share_memory_pools
 
 
 def main() -> None:
@@ -33,6 +33,7 @@ def main() -> None:
     check_can_listen(p, args.host, args.port)
 
     share_memory_pools()
+    log_refusals()
     print(f"Loading {args.weights}…", flush=True)
     pipe = Pipeline.load(args.weights, device=args.device, shared=True)
     print(f"Loaded the model on {pipe.device.type}.", flush=True)

@@ -16,9 +16,14 @@
 Both yield the pipeline's Steps, so streaming and GIFs work as for sampling.
 """
 
+import ctypes
 import math
 import os
+import sys
+import threading
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,13 +44,21 @@ DIGIT_BOX = 20  # px: the longer side of a digit's strokes in MNIST
 MIN_INK = 0.1  # of the strongest stroke: fainter pixels are paper, not ink, when finding the strokes' box
 FAINTEST = 0.15  # the least darkness of a picture's strokes, relative to their paper (paper.ink)
 # MNIST's stroke width, in pixels at 28x28: 2.35 at the median, 1.56 at the 5th percentile (the first
-# 2,000 test digits, by pen_width). A thinner pen is thickened towards the median.
-MNIST_STROKE_WIDTH, THINNEST = 2.35, 1.56
+# 2,000 test digits, by pen_width). A thinner pen is thickened towards the median, all the way from THIN_PEN.
+MNIST_STROKE_WIDTH, THINNEST, THIN_PEN = 2.35, 1.56, 1.0
+MEASURED_SCALE = 3  # pixels a pixel of 28x28, at most, where a pen's width is measured
 # Uploads: a phone photo of a digit on paper passes (24 MP); a 10,000 x 10,000 picture does not,
 # and is turned away before it is decoded (decoding would take 400 MB).
 MAX_FILE_BYTES = 20_000_000
 MAX_PIXELS = 25_000_000
 WORK_SIDE = 1024  # px: larger pictures are reduced to this before their strokes are found
+SMALLEST_SIDE = 280  # px: smaller pictures are enlarged to this before their strokes are found
+BIG_PICTURE = 512 * 512  # pixels: after such a picture's ink is found, its freed memory goes back to the system
+# The memory uploads take at once, all requests together (MemoryBudget): three of the largest
+# pictures decoding (4 bytes a pixel, at most), or three finding the ink in a picture reduced to
+# WORK_SIDE (paper.ink: 84 bytes a pixel at its peak, measured with tracemalloc).
+UPLOADS_AT_ONCE_BYTES = 3 * 4 * MAX_PIXELS
+DECODED_BYTES_PER_PIXEL, INK_BYTES_PER_PIXEL = 4, 90
 # Reading a picture's digit (rather than being told it): the classifier must be at least this sure,
 # so that a picture of something else is not made into an invented digit.
 SURE = 0.5
@@ -69,10 +82,38 @@ class NotADigitError(PictureError):
     """A picture that the classifier cannot read as a digit with confidence (SURE)."""
 
 
+class MemoryBudget:
+    """Memory that uploads may take at once, across all threads: a picture's decoding, or the finding
+    of its ink, waits until its bytes fit, so that many big uploads at once take their turns rather
+    than the server's memory. A need of the whole budget or more goes alone. The two are never
+    nested, so a thread waits holding nothing."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.in_use = max_bytes, 0
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def taken(self, nbytes: int) -> Iterator[None]:
+        nbytes = min(nbytes, self.max_bytes)
+        with self.changed:
+            self.changed.wait_for(lambda: self.in_use + nbytes <= self.max_bytes)
+            self.in_use += nbytes
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.in_use -= nbytes
+                self.changed.notify_all()
+
+
+UPLOADS = MemoryBudget(UPLOADS_AT_ONCE_BYTES)
+
+
 def open_picture(path: str | os.PathLike) -> Image.Image:
     """An uploaded picture (PNG, JPEG, WebP, ...: grey or colour, with or without alpha), its size and
     pixel count checked before decoding, turned upright by its EXIF tag and reduced to at most
-    WORK_SIDE px a side. Raises PictureError saying what is wrong."""
+    WORK_SIDE px a side. Decoding takes its memory from the UPLOADS budget. Raises PictureError saying
+    what is wrong."""
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
         raise PictureError(f"the file is {size / 1e6:.0f} MB; pictures may be up to {MAX_FILE_BYTES / 1e6:.0f} MB")
@@ -89,12 +130,21 @@ def open_picture(path: str | os.PathLike) -> Image.Image:
     if width * height > MAX_PIXELS:
         raise PictureError(f"the picture is {width:,} x {height:,} pixels; {too_many}")
     try:
-        image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # a JPEG decodes straight at a reduced size
-        image = ImageOps.exif_transpose(image)
-        image.thumbnail((WORK_SIDE, WORK_SIDE))
+        with UPLOADS.taken(DECODED_BYTES_PER_PIXEL * width * height):
+            image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # a JPEG decodes straight at a reduced size
+            image.thumbnail((WORK_SIDE, WORK_SIDE))  # decodes, then reduces, in place
+            image = ImageOps.exif_transpose(image)  # turned once reduced: no full-size copy
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise PictureError("the file is damaged or not a picture this app can read: upload a PNG or JPEG") from None
     return image
+
+
+def release_freed_memory() -> None:
+    """Give the memory that a big picture's decoding and ink freed back to the system: the C library
+    keeps freed blocks for later, and forty big pictures' worth stayed with the process."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform == "linux" else None
+    if trim:
+        trim(0)
 
 
 def read_digit(classifier, model_input: torch.Tensor, sure: float = SURE,
@@ -119,13 +169,32 @@ def pen_width(amount: np.ndarray) -> float:
 
 def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
     """Strokes thinner than MNIST's THINNEST grown (a maximum over a square) towards MNIST's median
-    width; `scale` is the picture's pixels per pixel of 28x28. Thick strokes are left as they are:
-    thinning them broke the narrow parts of 8s and 9s (docs/edits-and-morphs.md)."""
-    width = pen_width(amount) / scale
-    growth = round((MNIST_STROKE_WIDTH - width) * scale / 2)  # pixels a side
-    if width >= THINNEST or width == 0 or growth < 1:
+    width; `scale` is the picture's pixels per pixel of 28x28. A pen of THIN_PEN or less is grown to
+    the median; between it and THINNEST, the less the nearer THINNEST, so that a pen just either side
+    of it comes out alike. Thick strokes are left as they are: thinning them broke the narrow parts
+    of 8s and 9s (docs/edits-and-morphs.md). The width is measured with the picture reduced to at
+    most MEASURED_SCALE pixels a pixel of 28x28: on an enlargement's big staircase edges it would
+    come out thinner, at 28x28 a thin pen's faint line would not count."""
+    reduction = max(scale / MEASURED_SCALE, 1)
+    height, width = amount.shape
+    reduced = Image.fromarray(amount.astype(np.float32)).resize(
+        (max(1, round(width / reduction)), max(1, round(height / reduction))), Image.Resampling.BOX)
+    width = pen_width(np.asarray(reduced)) / (scale / reduction)
+    if width >= THINNEST or width == 0:
+        return amount
+    wanted = width + (MNIST_STROKE_WIDTH - width) * min((THINNEST - width) / (THINNEST - THIN_PEN), 1)
+    growth = round((wanted - width) * scale / 2)  # pixels a side
+    if growth < 1:
         return amount
     return F.max_pool2d(torch.from_numpy(amount)[None, None], 2 * growth + 1, 1, growth)[0, 0].numpy()
+
+
+def enlarged_to(image: Image.Image, side: int) -> Image.Image:
+    """A picture whose longer side is under `side`, enlarged by the whole number that brings it
+    there, each pixel a square of them: a 28 px digit is then found ink in just as its 280 px
+    enlargement is, for the ink's shades are judged by pixels and their neighbours."""
+    scale = math.ceil(side / max(image.size))
+    return image if scale <= 1 else image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
 def strokes_box(amount: np.ndarray) -> tuple[int, int, int, int]:
@@ -148,8 +217,20 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     were (see the module's docstring), with the strongest stroke at full brightness; and, given a
     mask of the same size (its painted or white part is to be filled in), the mask carried along
     the same way as a bool (1, 1, 28, 28), True where the model fills in.
-    Raises EmptyImageError for a picture without strokes."""
-    amount = ink(image)
+    Raises EmptyImageError for a picture without strokes. Finding the ink takes its memory from the
+    UPLOADS budget."""
+    pixels = image.width * image.height + (0 if mask is None else mask.width * mask.height)
+    try:
+        with UPLOADS.taken(INK_BYTES_PER_PIXEL * pixels):
+            return mnist_style_input(image, mask)
+    finally:
+        if pixels > BIG_PICTURE:
+            release_freed_memory()
+
+
+def mnist_style_input(image: Image.Image, mask: Image.Image | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """to_model_input's work, as its docstring says."""
+    amount = ink(enlarged_to(image, SMALLEST_SIDE))
     strongest = amount.max()
     if strongest - amount.min() < FAINTEST:
         raise EmptyImageError(f"the picture is empty or one flat colour, or its marks take less than {FAINTEST:.0%} of "
@@ -174,7 +255,7 @@ def to_model_input(image: Image.Image, mask: Image.Image | None = None) -> tuple
     (width, height), (mask_width, mask_height) = image.size, mask.size
     if abs(mask_width / mask_height - width / height) > 0.02 * width / height:
         raise PictureError(f"the mask must have the picture's shape, {width} x {height}, not {mask_width} x {mask_height}")
-    rgba = np.asarray(mask.convert("RGBA").resize(image.size, Image.Resampling.NEAREST))
+    rgba = np.asarray(mask.convert("RGBA").resize(amount.shape[::-1], Image.Resampling.NEAREST))  # as the ink's
     # Painted: the opaque part of a transparent mask (a brush's layer), else its light part.
     painted = rgba[..., 3] > 0 if rgba[..., 3].min() < 128 else rgba[..., :3].mean(axis=2) >= 128
     if painted.all():  # the whole picture: around it too, where the 28x28 input reaches past its edges

@@ -155,17 +155,22 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = N
 
 
 @pytest.fixture(scope="session")
-def served_app(tmp_path_factory) -> str:
+def served_app_log(tmp_path_factory) -> Path:
+    """Where served_app's output goes: what its server logs."""
+    return tmp_path_factory.getbasetemp() / "served-app.log"
+
+
+@pytest.fixture(scope="session")
+def served_app(served_app_log) -> str:
     """`python app.py --mcp` started as a user starts it, on a free port (its tools for assistants
     too); yields its URL. Its output goes to a file: a pipe nobody reads would stall the app once
     full (each refused request logs)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("served-app") / "app.log"
-    with open(log, "w") as output:
+    with open(served_app_log, "w") as output:
         process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu", "--mcp"],
                                    cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
-    wait_until_serving(url, process, log)
+    wait_until_serving(url, process, served_app_log)
     yield url
     process.terminate()
     process.wait(timeout=30)

@@ -3,6 +3,7 @@
     python -m tests.load                          # 8 users x 10 requests, then 200 one after another
     python -m tests.load --classroom 30 100       # 30 users pressing Generate together; then 100
     python -m tests.load --users 4 --requests 3 --sequential 0
+    python -m tests.load --users 0 --sequential 0 --uploads 40   # 40 pictures of 25 megapixels at once
 
 Starts its own server on a free 127.0.0.1 port and stops it at the end; every request has a
 time limit and the whole run is bounded. Requests go through Gradio's documented HTTP API
@@ -17,6 +18,9 @@ back with someone else's digit, or more than MAX_GREY_LEVELS off, counts as wron
 completed / wrong / turned away / failed / lost counts, first-update and finish latency
 percentiles, the largest difference from running alone, the server's memory (RSS) before and
 after and the CPU time it used; exits with status 1 if any request was wrong, failed or was lost.
+With --uploads N, N clients at once each upload a picture just under the app's pixel limit and ask
+/write_like to write in its hand, as a careless or hostile client could: it prints the server's
+peak and final RSS against where it started.
 """
 
 import argparse
@@ -26,17 +30,19 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from diffusion import DEFAULT_WEIGHTS, Pipeline
+from diffusion import DEFAULT_WEIGHTS, Pipeline, edit
 
 from .conftest import ROOT, free_port, library_image, wait_until_serving
 
@@ -55,9 +61,10 @@ class Outcome:
     message: str = ""
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (VmRSS), or its peak since the last reset (VmHWM), in MB."""
     with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
 
 
 def cpu_s(pid: int) -> float:
@@ -203,6 +210,68 @@ def library_alone_s(pipe: Pipeline, images: int) -> float:
     return time.perf_counter() - started
 
 
+def big_picture(path: Path) -> None:
+    """A 3 drawn on a picture just under the app's pixel limit (edit.MAX_PIXELS): a few hundred KB to
+    send, for flat paper compresses well, and 100 MB to decode."""
+    width = 5000
+    picture = Image.new("RGB", (width, edit.MAX_PIXELS // width - 1), "white")
+    ImageDraw.Draw(picture).text((1000, 500), "3", fill="black", font_size=3000)
+    picture.save(path)
+
+
+def upload(url: str, path: Path) -> str:
+    """The server's path of a file uploaded as the API's clients do (POST /gradio_api/upload)."""
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + path.read_bytes() + b"\r\n--b--\r\n")
+    asking = urllib.request.Request(url + "gradio_api/upload", body, {"Content-Type": "multipart/form-data; boundary=b"})
+    with urllib.request.urlopen(asking, timeout=REQUEST_TIMEOUT_S) as answer:
+        return json.loads(answer.read())[0]
+
+
+def write_like(url: str, server_path: str) -> str:
+    """/write_like on an uploaded picture: "completed", or the error's message."""
+    connection = connect(url)
+    try:
+        picture = {"path": server_path, "meta": {"_type": "gradio.FileData"}}
+        connection.request("POST", "/gradio_api/call/v2/write_like", json.dumps({"picture": picture, "number": "12"}),
+                           {"Content-Type": "application/json"})
+        event_id = json.loads(connection.getresponse().read())["event_id"]
+        connection.request("GET", f"/gradio_api/call/v2/write_like/{event_id}")
+        with connection.getresponse() as stream:
+            events = stream.read().decode().split("\n")
+        return "completed" if "event: complete" in events else " ".join(events)[:300]
+    finally:
+        connection.close()
+
+
+def measure_uploads(url: str, server: subprocess.Popen, clients: int) -> bool:
+    """`clients` big pictures uploaded, then written in at once: the server's RSS before, at its peak
+    (the kernel's high-water mark, reset first) and after. True if every request completed."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.png"
+        big_picture(path)
+        server_paths = [upload(url, path) for _ in range(clients)]
+        print(f"{clients} uploads of {path.stat().st_size / 1e6:.1f} MB each, {edit.MAX_PIXELS / 1e6:.0f} million "
+              "pixels less a row", flush=True)
+    time.sleep(2)  # the uploads' own memory settles
+    before = rss_mb(server.pid)
+    with open(f"/proc/{server.pid}/clear_refs", "w") as clear:
+        clear.write("5")  # resets the peak RSS (VmHWM) to the RSS now
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda server_path: write_like(url, server_path), server_paths))
+    seconds = time.perf_counter() - started
+    time.sleep(2)
+    peak, after = rss_mb(server.pid, "VmHWM"), rss_mb(server.pid)
+    completed = results.count("completed")
+    print(f"  {completed} of {clients} written in {seconds:.1f} s\n"
+          f"  server RSS {before:.0f} MB, peak {peak:.0f} MB ({peak - before:+.0f} MB), after {after:.0f} MB "
+          f"({after - before:+.0f} MB)", flush=True)
+    for result in set(results) - {"completed"}:
+        print(f"  failed: {result}")
+    return completed == clients
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=8, help="users sending requests one after another (0: none)")
@@ -210,9 +279,11 @@ def main() -> None:
     p.add_argument("--sequential", type=int, default=200, help="then this many one after another (0: none)")
     p.add_argument("--classroom", type=int, nargs="*", default=[],
                    help="then, for each N given, N users each sending one request, all at once")
+    p.add_argument("--uploads", type=int, default=0,
+                   help="then this many clients at once write in the hand of a 25-megapixel upload (0: none)")
     args = p.parse_args()
-    if args.users < 0 or args.requests < 1 or args.sequential < 0 or any(n < 1 for n in args.classroom):
-        p.error("--users and --sequential must be at least 0, --requests and each --classroom at least 1")
+    if min(args.users, args.sequential, args.uploads) < 0 or args.requests < 1 or any(n < 1 for n in args.classroom):
+        p.error("--users, --sequential and --uploads must be at least 0, --requests and each --classroom at least 1")
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
@@ -235,6 +306,8 @@ def main() -> None:
                           first_seed=20_000 + 1000 * n)
             print(f"  for comparison, the library alone makes their {users} images, as one batch in this "
                   f"process, in {library_alone_s(pipe, users):.2f} s", flush=True)
+        if args.uploads:
+            ok &= measure_uploads(url, server, args.uploads)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -206,10 +206,13 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         expect(page.locator("#stop")).to_be_focused(timeout=60_000)
         assert focus_ring_drawn(page), "the focus on Stop shows"
         page.screenshot(path=screenshots / "keyboard-3-stop-focused.png")
-        gate.allow(2)
+        gate.allow(1)  # the run's first step, its preview on the page: the run is under way, held at its second
+        expect(page.locator("#status")).to_contain_text("Step 1 of", timeout=60_000)
         page.keyboard.press("Enter")
+        # Stop's own answer disables it: the server has the Stop before the held run may go on.
+        expect(page.locator("#stop")).to_be_disabled(timeout=60_000)
         gate.open()
-        expect(page.locator("#status")).to_contain_text("Stopped", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Stopped at step 2 of", timeout=60_000)
         expect(page.locator("#generate")).to_be_focused()
 
         # Morph: back to the tab list, and along it.

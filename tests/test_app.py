@@ -242,7 +242,7 @@ def test_forward_process_looks_inside_the_model_at_each_level(tabs):
         assert level.min() == 0 and level.max() == 255
 
 
-def test_forward_process_noises_in_closed_form_and_estimates_back(tabs):
+def test_forward_process_noises_in_closed_form_and_estimates_back(tabs, shipped_pipeline):
     def pictures(timestep):
         figures, details = tabs.forward.forward_process("8", timestep, 3)
         assert [f["label"][:3] for f in figures] == ["x_0", "x_t", "the"] and f"t = {timestep}" in details
@@ -255,6 +255,14 @@ def test_forward_process_noises_in_closed_form_and_estimates_back(tabs):
     digit_area = np.s_[2:-2, 2:-2]  # inside the grid's black border
     correlation = np.corrcoef(noisy[digit_area].ravel(), clean[digit_area].ravel())[0, 1]
     assert abs(correlation) < 0.1, "at t = T - 1 nothing of x_0 is left"
+    # The three pictures are the library's: x_0 from the seed, x_t and the model's one-step estimate
+    # from fresh noise (seed + 1). At T - 1 the estimate is the model's guess, not x_0 shown again.
+    pipe = shipped_pipeline
+    x_0 = pipe.generate(pipe.settings([8], 3))
+    x_t, x_0_estimate = pipe.denoise_in_one_step(x_0, pipe.settings([8], 4), 999)
+    for what, shown, expected in (("x_0", clean, x_0), ("x_t", noisy, x_t), ("the estimate", estimate, x_0_estimate)):
+        np.testing.assert_array_equal(shown, sample_grid(to_uint8(expected), 1), err_msg=f"{what}: not the library's")
+    assert np.abs(estimate - clean)[digit_area].mean() > 10, "the estimate is the model's, not the clean digit"
 
 
 def test_no_page_holds_a_connection_that_would_delay_shutdown(shipped_pipeline):
@@ -602,7 +610,7 @@ def test_the_draw_and_repair_apis_finish_a_picture_and_answer_bad_input_clearly(
     for picture, strength, message in bad_draws:
         with pytest.raises(Exception, match=re.escape(message)):
             client.predict(picture, None, strength, 0, api_name="/finish_drawing")
-    with pytest.raises(Exception, match="digit must be one of 0, 1"):
+    with pytest.raises(Exception, match="digit must be a whole number from 0 to 9, not 12"):
         client.predict(three, 12, 0.7, 0, api_name="/finish_drawing")
     everything, nothing = Image.new("L", (800, 800), 255), Image.new("L", (800, 800), 0)
     for mask, message in ((upload("nothing.png", nothing), "mask must be painted over the part to fill in"),
@@ -683,16 +691,26 @@ def test_write_streams_a_number_in_one_hand_then_loops_it_and_says_what_it_reads
 
 
 def test_write_in_your_hand_shows_your_digit_beside_the_line_it_led_to(tabs, tmp_path):
-    picture = tmp_path / "seven.png"
-    Image.fromarray(tabs.write.editing.example("7", 0)["composite"]).save(picture)
-    canvas = {"background": None, "layers": [], "composite": {"path": str(picture)}}
+    def canvas_of(digit: str) -> dict:
+        """A canvas holding a generated digit (seed 0), as a drawing of it."""
+        picture = tmp_path / f"drawn-{digit}.png"
+        Image.fromarray(tabs.write.editing.example(digit, 0)["composite"]).save(picture)
+        return {"background": None, "layers": [], "composite": {"path": str(picture)}}
+
+    canvas = canvas_of("7")
     *_, (figures, _, status, gif_path, png_path) = tabs.write.write_yours(canvas, AS_READ, "0123456789")
     assert status.startswith("0123456789 in the hand of your 7: written in") and "reads it as 0 1 2 3 4 5 6 7 8 9" in status
     yours, line = figures
     assert yours["label"] == "your 7" and "your digit, a 7" in yours["alt"] and "leaning" in yours["alt"] + "slant"
     assert decode(yours["src"]).shape == (28, 28) and decode(line["src"]).shape == (32, 10 * 30 + 2)
-    *_, (figures, _, status, _, _) = tabs.write.write_yours(canvas, "1", "77")
-    assert status.startswith("77 in the hand of your 1"), "the digit you say you drew is the one inverted"
+    written = iio.imread(png_path)  # read now: the next line's download may have the same name
+    # Another drawing (a 1, as the classifier reads it) said to be a 7: the same number and digit,
+    # so only the drawing differs, and the line written from it must too.
+    *_, (figures, _, status, _, other_png) = tabs.write.write_yours(canvas_of("1"), "7", "0123456789")
+    assert status.startswith("0123456789 in the hand of your 7"), "the digit you say you drew is the one inverted"
+    assert not np.array_equal(decode(figures[0]["src"]), decode(yours["src"])), "your digit, as drawn"
+    assert not np.array_equal(decode(figures[1]["src"]), decode(line["src"])), "the line is written from your drawing"
+    assert not np.array_equal(iio.imread(other_png), written), "and so is its download"
 
 
 @pytest.mark.parametrize("number, message", [

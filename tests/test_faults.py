@@ -3,6 +3,7 @@ a full disk, and what the server must never do (pickle, serve other files, share
 
 import json
 import math
+import os
 import re
 import subprocess
 import uuid
@@ -15,12 +16,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from safetensors.torch import save_file
 
 import webapp
 from diffusion import Pipeline, media
 from webapp.generate import Generate
+from webapp.shared import Context
 
 from .conftest import (ROOT, SHIPPED_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of,
                        run_script, wait_until)
@@ -212,9 +214,9 @@ def test_old_downloads_are_deleted(shipped_pipeline, monkeypatch):
     port = free_port()
     blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(**GOOD, api_name="/generate")
-        name = "mnist-digit-3_dpmpp-6-steps_guidance-1.5_seed-0_x1"  # on the server, where the app wrote them
-        made = [Path(blocks.GRADIO_CACHE) / "mnist-diffusion" / f"{name}.{kind}" for kind in ("gif", "png")]
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        _, _, gif, png, _, _ = client.predict(**GOOD, api_name="/generate")
+        made = [Path(gif["path"]), Path(png["path"])]  # on the server, where the app wrote them
         assert all(path.exists() for path in made)
         route_utils.delete_files_created_by_app(blocks, ttl)
         assert all(path.exists() for path in made), "a fresh download is kept"
@@ -229,6 +231,28 @@ def test_old_downloads_are_deleted(shipped_pipeline, monkeypatch):
         assert not any(path.exists() for path in made), "an hour on, the sweep deletes it"
     finally:
         blocks.close()
+
+
+def test_downloads_are_written_apart_and_their_emptied_folders_removed(shipped_pipeline, tmp_path):
+    """The same settings twice: two folders, each with its own files. Once Gradio's sweep has deleted
+    a request's files, its folder goes at a save a minute later (the clock is moved on, not waited for)."""
+    now = [0.0]
+    context = Context(shipped_pipeline, tmp_path, clock=lambda: now[0])
+    frames = [np.full((28, 28), shade, np.uint8) for shade in (0, 255)]
+    first, second = (context.save_downloads("mnist-same-name", frames, frames[-1]) for _ in range(2))
+    assert first != second and Path(first[0]).parent != Path(second[0]).parent
+    for gif, png in (first, second):
+        assert Path(gif).name == "mnist-same-name.gif" and Path(png).name == "mnist-same-name.png"
+        np.testing.assert_array_equal(iio.imread(png), 255)
+        assert len(iio.imread(gif, index=None)) == 2
+    for path in first:
+        os.remove(path)  # as Gradio's sweep does
+    now[0] += 59
+    context.save_downloads("mnist-other", frames)
+    assert Path(first[0]).parent.is_dir(), "looked for once a minute, not at every save"
+    now[0] += 2
+    context.save_downloads("mnist-other", frames)
+    assert not Path(first[0]).parent.exists() and Path(second[0]).parent.is_dir(), "only the emptied folder goes"
 
 
 def test_no_pickle_anywhere():
@@ -248,3 +272,36 @@ def test_only_the_cache_is_served_and_no_share_link(served_app):
         response = httpx.get(f"{served_app}gradio_api/file={path}", timeout=10)
         assert response.status_code in (403, 404), (path, response.status_code)
     assert "gradio.live" not in httpx.get(served_app, timeout=10).text
+
+
+def test_each_user_downloads_their_own_result_and_a_guessed_path_is_not_served(served_app, tmp_path):
+    """Two students finish different drawings as a 3 with the same strength and seed, at once: each
+    downloads their own result, from a path of its own, and a third with the same drawing as the
+    first gets a file of their own too. The readable settings name is what the file is saved as,
+    not a path anyone can ask for."""
+    pipe = Pipeline.load(SHIPPED_WEIGHTS, device="cpu")
+    drawings = []
+    for seed in (1, 2):  # two different 3s, in ink on paper as a student draws them
+        path = tmp_path / f"three-{seed}.png"
+        digit = media.to_uint8(pipe.generate(pipe.settings([3], seed)))[0]
+        iio.imwrite(path, 255 - media.enlarge(digit, 280))
+        drawings.append(handle_file(str(path)))
+
+    def finish(drawing) -> tuple[str, str]:
+        client = Client(served_app, verbose=False, download_files=False)
+        png, gif, _ = client.predict(drawing, 3, 0.7, 0, api_name="/finish_drawing")
+        return png["path"], gif["path"]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(finish, [*drawings, drawings[0]]))
+    pngs = [png for png, _ in results]
+    assert len(set(pngs)) == 3 and len({gif for _, gif in results}) == 3, "each request, its own files"
+    assert {Path(png).name for png in pngs} == {"mnist-draw_digit-3_strength-0.7_seed-0.png"}, "saved by its settings"
+    served = [httpx.get(f"{served_app}gradio_api/file={png}", timeout=30) for png in pngs]
+    assert all(response.status_code == 200 for response in served)
+    first, second, first_again = (iio.imread(response.content) for response in served)
+    assert np.abs(first.astype(int) - second).max() > 64, "the second student's own drawing, not the first's"
+    np.testing.assert_array_equal(first_again, first)
+    guessed = Path(pngs[0]).parents[1] / Path(pngs[0]).name  # the settings name, without the random folder
+    assert httpx.get(f"{served_app}gradio_api/file={guessed}", timeout=10).status_code in (403, 404)
+    assert len(Path(pngs[0]).parent.name) >= 22, "128 random bits name the folder"

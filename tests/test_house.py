@@ -101,3 +101,19 @@ def test_the_import_check_sees_a_library_module_leaning_on_a_command(tmp_path):
     module.parent.mkdir()
     module.write_text("from .bench import timed_runs\nimport diffusion.sample\nfrom . import io\n")
     assert imported_modules(module) & COMMANDS == {"diffusion.bench", "diffusion.sample"}
+
+
+def test_every_module_and_tab_is_named_in_how_it_works_and_the_readme_map():
+    """docs/how-it-works.md names every module of the library and the app, and every tab by its title;
+    the README's map names every module."""
+    page = (ROOT / "docs" / "how-it-works.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    readme_map = readme[readme.index("## How it works"):].split("```")[1]
+    modules = sorted((ROOT / "diffusion").glob("*.py")) + sorted((ROOT / "webapp").glob("*.py"))
+    assert len(modules) > 30, "the modules are found"
+    unnamed = [str(path.relative_to(ROOT)) for path in modules if str(path.relative_to(ROOT)) not in page]
+    assert not unnamed, f"not in docs/how-it-works.md: {unnamed}"
+    off_the_map = [path.stem for path in modules if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", readme_map)]
+    assert not off_the_map, f"not in the README's map: {off_the_map}"
+    tabs = re.findall(r'gr\.Tab\("([^"]+)"', "".join(path.read_text() for path in (ROOT / "webapp").glob("*.py")))
+    assert len(tabs) >= 8 and not [tab for tab in tabs if f"({tab}" not in page], tabs

@@ -7,7 +7,6 @@ values into library calls and back), and shared.py for what they all use.
 
 import time
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 
@@ -16,7 +15,7 @@ from diffusion import Pipeline, edit
 from . import draw, forward, generate, guidance, learned, morph, repair, tools, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
-from .server import sessions_without_deep_links
+from .server import refuse_malformed_values, sessions_without_deep_links
 from .shared import Context
 
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py): a
@@ -50,7 +49,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
     sessions_without_deep_links()
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
-        context = Context(pipe, Path(app.GRADIO_CACHE) / "mnist-diffusion", clock)
+        context = Context(pipe, app.GRADIO_CACHE, clock)
         gr.HTML('<a class="skip-link" href="#">Skip to the controls</a>', js_on_load=None, padding=False, elem_id="skip")
         gr.Markdown("# Watch a digit emerge from noise\nA class-conditional diffusion model trained on MNIST. "
                     "Pick a digit and a guidance strength, press **Generate**, and watch the model denoise.")
@@ -73,5 +72,6 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
         app.load(partial(generate.step_slider, pipe=pipe), sampler, steps, queue=False, show_progress="hidden",
                  api_visibility="private")
         tools.register(context, Editing(context))
+    refuse_malformed_values(app)
     app.queue(max_size=max_queue_size, default_concurrency_limit=max_runs_at_once)
     return app

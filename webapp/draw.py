@@ -4,7 +4,7 @@ import gradio as gr
 
 from diffusion import edit
 
-from .editing import AS_READ, EDIT_DIGIT_CHOICES, Editing, canvas_picture, drawing_canvas, edit_outputs
+from .editing import AS_READ, EDIT_DIGIT_CHOICES, Editing, drawing_canvas, edit_outputs
 from .shared import MODEL_EVENT, Context, announce, live_region, seed_box, show_on_phones
 
 
@@ -14,7 +14,7 @@ class Draw:
 
     def draw_on_canvas(self, drawing: dict | None, digit: str, strength: float, seed: int):
         """Draw's button: the canvas's picture (its raw value), finished by the model."""
-        for update in self.editing.run_edit(canvas_picture(drawing, "composite"), None, digit, strength, seed):
+        for update in self.editing.run_edit(self.editing.canvas_picture(drawing, "composite"), None, digit, strength, seed):
             yield update[:5]
 
 

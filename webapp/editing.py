@@ -11,7 +11,8 @@ from diffusion import edit, media
 from diffusion.classifier import class_probabilities
 
 from .page import FIGURES_TEMPLATE, picture_template
-from .shared import DIGIT_CHOICES, FIGURE_SIZE, Context, digits_of, errors_shown_on_the_page, figure, picture, uploaded
+from .shared import (DIGIT_CHOICES, FIGURE_SIZE, Context, Refusal, described, digits_of, errors_shown_on_the_page, figure,
+                     picture)
 
 CANVAS_SIZE = 280  # px: the drawing canvas, and the repair's picture (a 28x28 digit at 10x)
 BRUSH_SIZE = 18  # px on the canvas: about MNIST's stroke width at that scale
@@ -58,6 +59,7 @@ class Editing:
         details = {"digit": digits[0], "picture_read_as": read_as, "probabilities": final_reading.tolist()}
         alt = f"the denoising of {what} into a {digits[0]}: x_t above the model's guess of x_0 at each step, looping"
         yield figures, picture(frames, alt), status, gif_path, png_path, details
+        edit.release_freed_memory()  # what the upload's decoding and this edit freed, back to the system
 
     @staticmethod
     def input_figures(model_input, mask, read_as: int) -> list[dict]:
@@ -66,6 +68,18 @@ class Editing:
             return [figure(f"what the model gets: read as a {read_as}", media.to_uint8(model_input)[0], FIGURE_SIZE)]
         return [figure("what the model keeps", media.to_uint8(edit.kept_pixels(model_input, mask))[0], FIGURE_SIZE),
                 figure("the part to fill in", media.mask_overlay(model_input, mask), FIGURE_SIZE)]
+
+    def canvas_picture(self, value: dict | None, part: str) -> Image.Image:
+        """The picture in a Sketchpad's or ImageEditor's raw value: its "composite" (all drawn) or its "background"."""
+        setting = "drawing" if part == "composite" else "picture"
+        if value is not None and not isinstance(value, dict):
+            raise Refusal(f"{setting}: expected the canvas's value, an object with its {part!r} file, "
+                           f"not {described(value)}")
+        file = (value or {}).get(part)
+        if not file:
+            raise Refusal("the canvas is empty: draw a digit first" if part == "composite" else
+                           "there is no picture to repair: upload one, or start from a digit")
+        return self.context.picture(file, setting)
 
     def generated_digit(self, digit: str, seed: int) -> np.ndarray:
         """A digit to start an edit from, white on black at CANVAS_SIZE px: the digit chosen, or for
@@ -85,15 +99,6 @@ def last(updates):
     for update in updates:
         pass
     return update
-
-
-def canvas_picture(value: dict | None, part: str) -> Image.Image:
-    """The picture in a Sketchpad's or ImageEditor's raw value: its "composite" (all drawn) or its "background"."""
-    file = (value or {}).get(part)
-    if not file:
-        raise gr.Error("the canvas is empty: draw a digit first" if part == "composite" else
-                       "there is no picture to repair: upload one, or start from a digit")
-    return uploaded(file["path"])
 
 
 def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:

@@ -14,7 +14,7 @@ from diffusion.settings import is_integer
 
 from .editing import last
 from .page import FIGURES_TEMPLATE, picture_template
-from .shared import (DIGIT_CHOICES, MODEL_EVENT, PAGE_EVENT, ROW_SIZE, Context, announce, digits_of,
+from .shared import (DIGIT_CHOICES, MODEL_EVENT, PAGE_EVENT, ROW_SIZE, Context, Refusal, announce, digits_of,
                      errors_shown_on_the_page, figure, live_region, picture, seed_box, show_on_phones)
 
 
@@ -35,14 +35,14 @@ class Learned:
     def snapshot(self, step: int) -> Pipeline:
         """The snapshot at `step`, loaded on first use; a missing or damaged one says so in one line."""
         if not is_integer(step):
-            raise gr.Error(f"step must be a whole number, one of the snapshots' ({', '.join(map(str, self.steps))}), "
+            raise Refusal(f"step must be a whole number, one of the snapshots' ({', '.join(map(str, self.steps))}), "
                            f"not {step!r}")
         with self.loading:
             if step not in self.pipes:
                 try:
                     self.pipes[step] = progress.load_snapshot(step, self.folder, self.context.pipe.device)
                 except WeightsError as e:
-                    raise gr.Error(str(e)) from None
+                    raise Refusal(str(e)) from None
             return self.pipes[step]
 
     def recorded(self) -> str:

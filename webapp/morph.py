@@ -7,7 +7,7 @@ from diffusion.classifier import class_probabilities
 from diffusion.settings import is_number
 
 from .page import FIGURES_TEMPLATE, READINGS_TEMPLATE
-from .shared import (DIGIT_CHOICES, MODEL_EVENT, ROW_SIZE, Context, animation, announce, digits_of,
+from .shared import (DIGIT_CHOICES, MODEL_EVENT, ROW_SIZE, Context, Refusal, animation, announce, digits_of,
                      errors_shown_on_the_page, figure, live_region, seed_box, shown_width)
 
 MORPH_FRAMES = 9  # the morph's row, from its start to its end
@@ -53,7 +53,7 @@ class Morph:
                     point: float) -> tuple[list[dict], dict]:
         """(figures, readings): the digit at one point of the morph, and what the classifier reads it as."""
         if not (is_number(point) and 0 <= point <= 1):
-            raise gr.Error(f"point must be a number from 0 to 1, not {point!r}")
+            raise Refusal(f"point must be a number from 0 to 1, not {point!r}")
         start, end = self.ends(start_digit, start_seed, end_digit, end_seed)
         with errors_shown_on_the_page():
             image = morph.morph(self.context.pipe, start, end, [point])

@@ -6,9 +6,8 @@ import gradio as gr
 
 from diffusion import edit, media
 
-from .editing import AS_READ, BRUSH_SIZE, CANVAS_SIZE, EDIT_DIGIT_CHOICES, Editing, canvas_picture, edit_outputs
-from .shared import (MODEL_EVENT, Context, announce, errors_shown_on_the_page, live_region, seed_box, show_on_phones,
-                     uploaded)
+from .editing import AS_READ, BRUSH_SIZE, CANVAS_SIZE, EDIT_DIGIT_CHOICES, Editing, edit_outputs
+from .shared import (MODEL_EVENT, Context, Refusal, announce, errors_shown_on_the_page, live_region, seed_box, show_on_phones)
 
 PAINTED = "the part I painted"  # else one of edit.PARTS: a mask without a pointer
 
@@ -19,11 +18,11 @@ class Repair:
 
     def repair_in_editor(self, editor: dict | None, part: str, digit: str, seed: int):
         """Repair's button: the editor's picture with the painted part (or the part chosen) filled in."""
-        image = canvas_picture(editor, "background")
+        image = self.editing.canvas_picture(editor, "background")
         if part == PAINTED:
-            layers = [uploaded(layer["path"]) for layer in (editor or {}).get("layers") or []]
+            layers = [self.editing.context.picture(layer, "painted layer") for layer in editor.get("layers") or []]
             if not layers:
-                raise gr.Error("paint over the part of the digit to fill in (or pick a part), then press Repair")
+                raise Refusal("paint over the part of the digit to fill in (or pick a part), then press Repair")
             mask = edit.mask_from_layers(layers, image.size)
         else:
             with errors_shown_on_the_page():
@@ -35,11 +34,11 @@ class Repair:
         """The repair editor's picture: a generated digit (any, for AS_READ), CANVAS_SIZE px."""
         return {"background": self.editing.generated_digit(digit, seed), "layers": [], "composite": None}
 
-    @staticmethod
-    def repair_from_file(file: dict | None) -> dict:
+    def repair_from_file(self, file: dict | None) -> dict:
         """The repair editor's picture: Draw's finished digit (the raw value of its PNG's gr.File)."""
         if not file:
-            raise gr.Error("finish a drawing in the Draw tab first")
+            raise Refusal("finish a drawing in the Draw tab first")
+        self.editing.context.picture(file, "finished drawing")  # a picture made here, not a path elsewhere
         return {"background": file["path"], "layers": [], "composite": None}
 
 

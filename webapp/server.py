@@ -1,14 +1,23 @@
 """What serving the page needs before it starts: a port that can be listened on, memory pools,
-and a lighter state for each session."""
+a lighter state for each session, refusals logged in a line, and Gradio's own checks of a request's
+values answered as refusals."""
 
 import argparse
 import ctypes
 import errno
+import inspect
+import logging
 import socket
 import sys
 from types import SimpleNamespace
 
+import gradio as gr
+import pydantic
 from gradio import state_holder
+from gradio.components.api_component import Api
+from gradio.exceptions import InvalidPathError
+
+from .shared import Refusal, described, log
 
 M_ARENA_MAX = -8  # glibc's mallopt setting for the number of memory pools (malloc.h)
 
@@ -77,3 +86,60 @@ class NothingKept(dict):
 def sessions_without_deep_links() -> None:
     """Every Gradio server in this process keeps its sessions' states as SessionStateWithoutDeepLinks."""
     state_holder.SessionState = SessionStateWithoutDeepLinks
+
+
+def log_refusals() -> None:
+    """Each refusal, one line on standard output (shared.Refusal); Gradio prints real faults' tracebacks."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def refuse_malformed_values(blocks: gr.Blocks) -> None:
+    """Gradio checks a request's values before its handler runs (that there are enough of them; that
+    a file's value is an upload, shaped as one) and answers a failure with an empty error and a
+    traceback in the log. Here each is a Refusal that names the value and what is allowed."""
+    checked = blocks.preprocess_data
+
+    async def preprocess_data(block_fn, inputs: list, state, explicit_call: bool = False):
+        names = value_names(block_fn)
+        if not isinstance(inputs, list) or len(inputs) < len(names):
+            raise Refusal(f"expected {len(names)} values ({', '.join(names)}), "
+                          f"not {len(inputs) if isinstance(inputs, list) else described(inputs)}")
+        for name, block, value in zip(names, block_fn.inputs, inputs):
+            check_shape(name, block, value)
+        try:
+            return await checked(block_fn, inputs, state, explicit_call)
+        except InvalidPathError:
+            raise Refusal("a file among the values was not uploaded to this app: upload it first (the API "
+                          "clients' handle_file does)") from None
+
+    blocks.preprocess_data = preprocess_data
+
+
+def value_names(block_fn) -> list[str]:
+    """The names of an event's values: an API endpoint's parameters, or the page's widgets' labels."""
+    if block_fn.inputs and all(isinstance(block, Api) for block in block_fn.inputs):
+        return list(inspect.signature(block_fn.fn).parameters)
+    return [str(getattr(block, "label", None) or block.get_block_name()) for block in block_fn.inputs]
+
+
+def check_shape(name: str, block, value) -> None:
+    """A Refusal if a file-holding widget's value is not shaped as Gradio's data for it."""
+    model = getattr(block, "data_model", None)
+    if model is None or value is None:
+        return
+    try:
+        model.model_validate(value, context={"validate_meta": True})
+    except pydantic.ValidationError:
+        raise Refusal(f"{name}: expected {value_kind(block)}, not {described(value)}") from None
+
+
+def value_kind(block) -> str:
+    """What a file-holding widget's value is, for a message about a value of the wrong shape."""
+    if isinstance(block, gr.Sketchpad):
+        return "a drawing (the canvas's value)"
+    if isinstance(block, gr.ImageEditor):
+        return "a picture in the editor (its value)"
+    return "a file uploaded to this app" if isinstance(block, gr.File) else "its widget's value"

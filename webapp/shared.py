@@ -1,7 +1,9 @@
 """What every tab shares: the handlers' context, the page's templates and style, the widgets and
 event options used everywhere, error display and saving downloads."""
 
+import logging
 import os
+import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -9,11 +11,13 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from diffusion import Limits, Pipeline, edit, media
 from diffusion.classifier import DigitClassifier, load_classifier
 from diffusion.samplers import SAMPLER_NAMES
 
+log = logging.getLogger("mnist-diffusion")
 SAMPLER_CHOICES = [(name, sampler) for sampler, name in SAMPLER_NAMES.items()]
 ALL_DIGITS = "all ten"
 DIGIT_CHOICES = [str(d) for d in range(10)] + [ALL_DIGITS]
@@ -27,35 +31,87 @@ FIGURE_SIZE = 256  # about, the size of a labelled picture (the forward process,
 MODEL_EVENT = {"concurrency_id": "model", "preprocess": False, "show_progress": "hidden"}
 SAVE_FAILED = ("the images were made but could not be saved for download ({reason}); "
                "the server may be out of disk space")
+SWEEP_EVERY_S = 60  # how often emptied download folders are looked for
 # Page-only events (a slider's range, a button's state): answered at once, not in the API.
 PAGE_EVENT = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
+class Refusal(gr.Error):
+    """A request the app turns away, with a sentence for whoever sent it (the page shows it, the API
+    returns it, an assistant reads it) that names the setting and what is allowed. The server logs
+    it in one line; tracebacks are kept for faults in the app itself."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+        log.info("refused: %s", message)
+
+    def __str__(self) -> str:
+        return self.message  # gr.Error's own is quoted, and an assistant (MCP) reads str()
+
+
 class Context:
     """What every tab's handlers work with: the pipeline, the classifier that reads what the model
-    makes, where downloads are written, and the clock (injectable: tests of pacing need no real time)."""
+    makes, the folder of the server's files (uploads arrive there, downloads are written below it),
+    and the clock (injectable: tests of pacing need no real time)."""
 
-    def __init__(self, pipe: Pipeline, output_dir: str | os.PathLike, clock=time.perf_counter,
+    def __init__(self, pipe: Pipeline, files_dir: str | os.PathLike, clock=time.perf_counter,
                  classifier: DigitClassifier | None = None):
         self.pipe = pipe
         self.classifier = classifier or load_classifier(device=pipe.device)
-        self.output_dir = Path(output_dir)
+        self.files_dir = Path(files_dir).resolve()
+        self.downloads_dir = self.files_dir / "mnist-diffusion"
         self.clock = clock
         # One GIF or PNG written at a time: Python runs one thread at a time anyway, and thirty
         # writers at once kept the model's thread waiting (30 users at once: p95 2.35 s -> 2.1 s).
         self.encoding = threading.Lock()
+        self.swept_at = -SWEEP_EVERY_S
 
     def save_downloads(self, name: str, frames: list[np.ndarray], final: np.ndarray | None = None,
                        fps: float = media.FPS, failure: str = SAVE_FAILED,
                        png_size: int = media.ANIMATION_SIZE) -> tuple[str, str | None]:
         """(GIF path, PNG path or None): an animation, and its final image if given (enlarged to
-        about png_size), written for download; if writing fails, the page says `failure`, its
-        {reason} filled in."""
-        gif_path, png_path = self.output_dir / f"{name}.gif", self.output_dir / f"{name}.png"
+        about png_size), written atomically for download; if writing fails, the page says
+        `failure`, its {reason} filled in. The files are this request's alone: they lie in a folder
+        of their own named by 128 random bits, which nobody can guess and no other request shares,
+        while the file keeps the readable `name` a person saves it as. Gradio deletes them on its
+        schedule (webapp/__init__.py's CACHE_TTL_S); the folders it empties go here."""
         with self.encoding, errors_shown_on_the_page(failure):
+            self.remove_emptied_folders()
+            folder = self.downloads_dir / secrets.token_urlsafe(16)
+            folder.mkdir(parents=True)
+            gif_path, png_path = folder / f"{name}.gif", folder / f"{name}.png"
             media.save_animation(frames, gif_path, fps)
             if final is not None:
                 media.save_png(media.enlarge(final, png_size), png_path)
         return str(gif_path), None if final is None else str(png_path)
+
+    def remove_emptied_folders(self) -> None:
+        """Every SWEEP_EVERY_S, the download folders whose files Gradio has deleted (called holding
+        self.encoding, so that no folder is removed between its making and its writing)."""
+        if self.clock() - self.swept_at < SWEEP_EVERY_S or not self.downloads_dir.is_dir():
+            return
+        self.swept_at = self.clock()
+        for folder in os.scandir(self.downloads_dir):
+            try:
+                os.rmdir(folder.path)  # only if empty
+            except OSError:
+                pass
+
+    def picture(self, file, setting: str) -> Image.Image:
+        """The picture in an upload's raw value (Gradio's file data, {"path": ...}), checked at the
+        boundary: it must be a file in this server's own folder (an upload, or a result made here;
+        never a path elsewhere on the server), then edit.open_picture's checks."""
+        path = file.get("path") if isinstance(file, dict) else None
+        if not isinstance(path, str) or not path:
+            raise Refusal(f"{setting}: expected an uploaded picture (a PNG or JPEG file), not {described(file)}")
+        if not Path(path).resolve().is_relative_to(self.files_dir):
+            raise Refusal(f"{setting}: the picture must be uploaded to this app first (through the page, the "
+                           "API client's upload, or as a data: URL from an assistant)")
+        try:
+            return edit.open_picture(path)  # its size checked before it is decoded
+        except edit.PictureError as e:
+            raise Refusal(f"{setting}: {e}") from None
+        except OSError:
+            raise Refusal(f"{setting}: the uploaded file could not be read: upload it again") from None
 
 
 @contextmanager
@@ -65,28 +121,28 @@ def errors_shown_on_the_page(failed_write: str | None = None):
     try:
         yield
     except ValueError as e:
-        raise gr.Error(str(e)) from None
+        raise Refusal(str(e)) from None
     except OSError as e:
         if failed_write is None:
             raise
-        raise gr.Error(failed_write.format(reason=e.strerror or e)) from None
+        raise Refusal(failed_write.format(reason=e.strerror or e)) from None
 
 
-def uploaded(path: str):
-    """A picture from an uploaded file, its size checked before it is decoded (edit.open_picture)."""
-    try:
-        return edit.open_picture(path)
-    except edit.PictureError as e:
-        raise gr.Error(str(e)) from None
-    except OSError:
-        raise gr.Error("the uploaded file could not be read: upload it again") from None
+def described(value) -> str:
+    """A caller's wrong value in a few words, for a message: its kind, never its whole text."""
+    if value is None or value == {} or value == "":
+        return "nothing"
+    kinds = {str: "text", dict: "an object without a file's path", list: "a list", bool: "true or false",
+             int: "a number", float: "a number"}
+    return kinds.get(type(value), "a value of another kind")
 
 
-def digits_of(choice: str, all_ten: bool = True) -> list[int]:
-    """The digits of a radio button's value: "0" to "9", or (if all_ten) ALL_DIGITS."""
+def digits_of(choice: str, all_ten: bool = True, name: str = "digit") -> list[int]:
+    """The digits of a radio button's value: "0" to "9", or (if all_ten) ALL_DIGITS; a Refusal
+    naming the setting (`name`) for anything else."""
     choices = DIGIT_CHOICES if all_ten else DIGIT_CHOICES[:-1]
     if choice not in choices:
-        raise gr.Error(f"digit must be one of {', '.join(choices)}, not {choice!r}")
+        raise Refusal(f"{name} must be one of {', '.join(choices)}, not {choice!r}")
     return list(range(10)) if choice == ALL_DIGITS else [int(choice)]
 
 

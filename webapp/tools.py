@@ -3,17 +3,22 @@ parameters and pictures for results. With `python app.py --mcp`, Gradio's MCP se
 as a tool named after its method and described by its docstring (its Args: name the parameters),
 and only these: the page's own endpoints return the page's HTML."""
 
+import base64
+import binascii
 import random
 
 import gradio as gr
+import jsonschema  # what the MCP SDK checks arguments with (gradio[mcp] installs it)
 from gradio import FileData
+from mcp import types as mcp_types
 
 from diffusion import edit, media, morph
 from diffusion.classifier import class_probabilities
+from diffusion.settings import MAX_SEED, is_integer
 
 from .editing import AS_READ, Editing, last
 from .morph import MORPH_FRAMES, file_stem
-from .shared import LIMITS, ROW_SIZE, Context, errors_shown_on_the_page, uploaded
+from .shared import LIMITS, ROW_SIZE, Context, Refusal, errors_shown_on_the_page, log
 
 TOOLS = ["generate_digit", "morph_digits", "finish_drawing", "repair_digit"]
 
@@ -38,6 +43,7 @@ class Tools:
             The digit as a PNG, the denoising from noise to digit as an animated GIF, and details: the settings used and what a classifier reads the picture as.
         """
         pipe = self.context.pipe
+        check_whole_number("digit", digit, 9)
         seed = random.randrange(2**32) if seed is None else seed
         scale = pipe.sampling_config.guidance_scale if guidance_scale is None else guidance_scale
         with errors_shown_on_the_page():
@@ -61,6 +67,9 @@ class Tools:
             The 9 frames in a row as a PNG (start on the left), the morph there and back as an animated GIF, and details: what a classifier reads each frame as.
         """
         pipe = self.context.pipe
+        for name, value, largest in (("start_digit", start_digit, 9), ("end_digit", end_digit, 9),
+                                     ("start_seed", start_seed, MAX_SEED), ("end_seed", end_seed, MAX_SEED)):
+            check_whole_number(name, value, largest)
         with errors_shown_on_the_page():
             start, end = morph.morph_ends(pipe, (start_digit, start_seed), (end_digit, end_seed))
             images = morph.morph(pipe, start, end, morph.frame_points(MORPH_FRAMES))
@@ -82,7 +91,7 @@ class Tools:
         Returns:
             The finished digit as a PNG, its denoising as an animated GIF, and details: the digit made, the digit the picture was read as, and the result's class probabilities.
         """
-        *_, gif, png, details = last(self.editing.run_edit(uploaded(picture["path"]), None, edit_digit(digit),
+        *_, gif, png, details = last(self.editing.run_edit(self.context.picture(picture, "picture"), None, edit_digit(digit),
                                                            strength, seed))
         return file(png), file(gif), details
 
@@ -98,7 +107,7 @@ class Tools:
         Returns:
             The repaired digit as a PNG, its denoising as an animated GIF, and details as finish_drawing gives.
         """
-        image, painted = uploaded(picture["path"]), uploaded(mask["path"])
+        image, painted = self.context.picture(picture, "picture"), self.context.picture(mask, "mask")
         *_, gif, png, details = last(self.editing.run_edit(image, painted, edit_digit(digit), 1.0, seed))
         return file(png), file(gif), details
 
@@ -115,7 +124,16 @@ def file(path: str) -> dict:
 
 def edit_digit(digit: int | None) -> str:
     """An API caller's digit as the edit's choice: None takes the digit the picture reads as."""
-    return AS_READ if digit is None else str(digit)
+    if digit is None:
+        return AS_READ
+    check_whole_number("digit", digit, 9)
+    return str(digit)
+
+
+def check_whole_number(name: str, value, largest: int) -> None:
+    """A Refusal naming the parameter, unless value is a whole number from 0 to largest."""
+    if not (is_integer(value) and 0 <= value <= largest):
+        raise Refusal(f"{name} must be a whole number from 0 to {largest:,}, not {value!r}")
 
 
 def register(context: Context, editing: Editing) -> None:
@@ -129,6 +147,64 @@ def register(context: Context, editing: Editing) -> None:
 
 def offer_only_the_tools(app: gr.Blocks) -> None:
     """Once launched with its MCP server: Gradio offers every endpoint of the API as a tool, and
-    the page's own return the page's HTML; an assistant is offered these four."""
+    the page's own return the page's HTML; an assistant is offered these four, and a wrong argument
+    is answered by a sentence that names it."""
     server = app.mcp_server_obj
     server.tool_to_endpoint = {name: endpoint for name, endpoint in server.tool_to_endpoint.items() if name in TOOLS}
+    handlers = server.mcp_server.request_handlers
+    call_tool = handlers[mcp_types.CallToolRequest]
+
+    async def call_with_arguments_checked(request: mcp_types.CallToolRequest):
+        name, arguments = request.params.name, request.params.arguments or {}
+        problem = argument_problem(server.get_input_schema(name)[0], arguments) if name in TOOLS else None
+        if problem is None:
+            return await call_tool(request)
+        log.info("refused: %s", problem)
+        return mcp_types.ServerResult(mcp_types.CallToolResult(
+            content=[mcp_types.TextContent(type="text", text=problem)], isError=True))
+
+    # The MCP SDK checks the arguments against the tools' schemas too, but its message names neither
+    # the parameter nor what it takes ("'abc' is not valid under any of the given schemas").
+    handlers[mcp_types.CallToolRequest] = call_with_arguments_checked
+
+
+def argument_problem(schema: dict, arguments: dict) -> str | None:
+    """What is wrong with a tool's arguments, naming the parameter and what it takes; None if nothing."""
+    properties = schema.get("properties", {})
+    for name, value in arguments.items():
+        if name not in properties:
+            return f"{name} is not a parameter of this tool; it takes {', '.join(properties)}"
+        if isinstance(value, str) and "File Input" in properties[name].get("format", ""):
+            if not value.startswith(("data:", "http://", "https://")):
+                return (f"{name} must be a picture given as a data: URL (data:image/png;base64,...) or an http(s) "
+                        "URL the server can reach: the server cannot read a file on your own computer")
+            if value.startswith("data:") and not decodes(value):
+                return f"{name}: the data: URL's base64 cannot be decoded (data:image/png;base64,...)"
+        elif not jsonschema.Draft202012Validator(properties[name]).is_valid(value):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            return f"{name} must be {kind_of(properties[name])}, not {shown}"
+    missing = [name for name in schema.get("required", []) if name not in arguments]
+    return f"{' and '.join(missing)} must be given" if missing else None
+
+
+def decodes(data_url: str) -> bool:
+    """Whether a data: URL's base64 part decodes."""
+    try:
+        base64.b64decode(data_url.partition(",")[2], validate=True)
+        return True
+    except binascii.Error:
+        return False
+
+
+JSON_KINDS = {"integer": "a whole number", "number": "a number", "string": "text", "boolean": "true or false",
+              "null": "null (left out)", "object": "an object", "array": "a list"}
+
+
+def kind_of(schema: dict) -> str:
+    """What a JSON schema allows, in words: "a whole number or null (left out)"."""
+    options = schema.get("oneOf") or schema.get("anyOf")
+    if options:
+        return " or ".join(kind_of(option) for option in sorted(options, key=lambda option: option.get("type") == "null"))
+    if "File Input" in schema.get("format", ""):
+        return "a picture given as a data: or http(s) URL"
+    return JSON_KINDS.get(schema.get("type"), "a value of its kind")

@@ -8,10 +8,10 @@ from gradio import FileData
 from diffusion import edit, media, style, write
 from diffusion.classifier import class_probabilities
 
-from .editing import AS_READ, EDIT_DIGIT_CHOICES, Editing, canvas_picture, drawing_canvas, last
+from .editing import AS_READ, EDIT_DIGIT_CHOICES, Editing, drawing_canvas, last
 from .page import FIGURES_TEMPLATE, picture_template
 from .shared import (MAX_UI_SEED, MODEL_EVENT, ROW_SIZE, Context, announce, digits_of,
-                     errors_shown_on_the_page, figure, live_region, picture, seed_box, show_on_phones, uploaded)
+                     errors_shown_on_the_page, figure, live_region, picture, seed_box, show_on_phones)
 
 NUMBER = "2026"  # the number the tab starts with
 YOUR_NUMBER = "0123456789"  # what the tab writes in your hand to start with: every digit
@@ -43,24 +43,26 @@ class Write:
     def write_yours(self, drawing: dict | None, drawn_digit: str, number: str):
         """Write it in my hand: stream (figures, picture, status, GIF path, PNG path) of the number in
         the hand of the digit on the canvas (its raw value)."""
-        for update in self.like_updates(canvas_picture(drawing, "composite"), drawn_digit, number):
+        for update in self.like_updates(self.editing.canvas_picture(drawing, "composite"), drawn_digit, number):
             yield update[:5]
 
     def like_updates(self, image, drawn_digit: str, number: str):
         """As number_updates, in the hand of a picture of one digit, which shows drawn_digit (AS_READ:
         the digit the classifier reads in it); your digit is shown beside the line."""
         pipe = self.context.pipe
+        told = None if drawn_digit == AS_READ else digits_of(drawn_digit, all_ten=False, name="drawn_digit")[0]
         with errors_shown_on_the_page():
             digits, gaps = write.parse_number(number)
             model_input = edit.to_model_input(image)[0]
-            yours = (edit.read_digit(self.context.classifier, model_input, instead="choose the digit you drew")
-                     if drawn_digit == AS_READ else digits_of(drawn_digit, all_ten=False)[0])
+            yours = told if told is not None else edit.read_digit(self.context.classifier, model_input,
+                                                                  instead="choose the digit you drew")
             steps = write.write_like_steps(pipe, edit.draw_settings(pipe, digits), model_input, yours)
         hand = style.hand(model_input, [yours])[0]
         yours_shown = figure(f"your {yours}", media.to_uint8(model_input)[0], YOUR_DIGIT_SIZE,
                              alt=f"your digit, a {yours}, as the model gets it (28 x 28): {style.describe(hand)}")
         yield from self.stream(steps, digits, gaps, f"{number.strip()} in the hand of your {yours}", [yours_shown],
                                f"mnist-write_{''.join(map(str, digits))}_like-your-{yours}")
+        edit.release_freed_memory()  # what the upload's decoding and this writing freed, back to the system
 
     def stream(self, steps, digits: list[int], gaps: list[int], what: str, shown: list[dict], name: str):
         """(figures, picture, status, GIF, PNG, details) at each step of writing, then for the result."""
@@ -96,7 +98,7 @@ class Write:
         """Write a number in the hand of a picture of one digit (PNG, JPEG, ...), which shows
         drawn_digit (None: the digit it reads as). Returns as /write does."""
         choice = AS_READ if drawn_digit is None else str(drawn_digit)
-        *_, gif, png, details = last(self.like_updates(uploaded(picture["path"]), choice, number))
+        *_, gif, png, details = last(self.like_updates(self.context.picture(picture, "picture"), choice, number))
         return png, gif, details
 
 

@@ -35,6 +35,7 @@ SWEEP_EVERY_S = 60  # how often emptied download folders are looked for
 # Page-only events (a slider's range, a button's state): answered at once, not in the API.
 PAGE_EVENT = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
+
 class Refusal(gr.Error):
     """A request the app turns away, with a sentence for whoever sent it (the page shows it, the API
     returns it, an assistant reads it) that names the setting and what is allowed. The server logs
@@ -116,7 +117,7 @@ class Context:
 
 @contextmanager
 def errors_shown_on_the_page(failed_write: str | None = None):
-    """The library's ValueErrors, which say what is allowed, as messages the page shows; with
+    """The library's ValueErrors, which say what is allowed, as Refusals the page shows; with
     failed_write, a failed write (OSError) too, as that message with its {reason} filled in."""
     try:
         yield
@@ -125,7 +126,7 @@ def errors_shown_on_the_page(failed_write: str | None = None):
     except OSError as e:
         if failed_write is None:
             raise
-        raise Refusal(failed_write.format(reason=e.strerror or e)) from None
+        raise gr.Error(failed_write.format(reason=e.strerror or e)) from None  # the server's fault: its traceback logged
 
 
 def described(value) -> str:

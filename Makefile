@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # PyPI's PyTorch for Linux carries NVIDIA's CUDA libraries (several GB); PyTorch's own index has
 # the CPU build. A Mac's PyPI build is the CPU (and MPS) one already.
 CPU_ONLY := $(and $(filter Linux,$(shell uname -s)),$(if $(shell command -v nvidia-smi),,yes))
-TORCH_INDEX := $(if $(CPU_ONLY),--index-url https://download.pytorch.org/whl/cpu)
+CPU_INDEX := https://download.pytorch.org/whl/cpu
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test system-packages
@@ -28,7 +28,10 @@ test: $(VENV)/.dev tests/node_modules/.package-lock.json $(if $(FULL),system-pac
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) torch torchvision $(TORCH_INDEX)
+	@if [ -n "$(CPU_ONLY)" ] && $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(CPU_INDEX)/', timeout=10)" 2> /dev/null; \
+	then $(PIP) torch torchvision --index-url $(CPU_INDEX); \
+	else [ -z "$(CPU_ONLY)" ] || echo "PyTorch's CPU index ($(CPU_INDEX)) cannot be reached: taking PyPI's PyTorch"; \
+	    $(PIP) torch torchvision; fi
 	$(BIN)/python -c "import torch, torchvision" || { echo "PyTorch does not import in $(VENV): remove $(VENV) and try again"; exit 1; }
 	touch $@
 

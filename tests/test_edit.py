@@ -84,6 +84,7 @@ def versions(digit: np.ndarray) -> dict[str, Image.Image]:
             "1000 px, smooth": picture.resize((1000, 1000), Image.Resampling.BICUBIC)}
 
 
+@pytest.mark.slow  # needs MNIST
 def test_the_same_digit_reaches_the_model_alike_at_any_resolution(mnist_root):
     """What reaches the model depends on the writer, not the file: 100 MNIST digits, each uploaded as
     versions() makes them. Enlarged by whole pixels, or turned to ink on paper, a digit is the same

@@ -12,8 +12,9 @@ COMMANDS = {"diffusion.bench", "diffusion.evaluate", "diffusion.sample"}  # comm
 
 
 def source_files() -> list[Path]:
-    """Every Python file of the project outside tests/."""
-    return sorted(p for p in ROOT.rglob("*.py") if not ({"tests", ".git", "build"} & set(p.relative_to(ROOT).parts)))
+    """Every Python file of the project outside tests/ (and outside hidden folders such as .venv, and node_modules)."""
+    return sorted(p for p in ROOT.rglob("*.py") if not ({"tests", "build", "node_modules"} & set(p.relative_to(ROOT).parts)
+                                                         or any(part.startswith(".") for part in p.relative_to(ROOT).parts)))
 
 
 def lengths(paths: list[Path], root: Path = ROOT) -> list[tuple[int, str, str]]:

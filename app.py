@@ -33,10 +33,10 @@ def main() -> None:
     check_can_listen(p, args.host, args.port)
 
     share_memory_pools()
-    log_refusals()
     print(f"Loading {args.weights}…", flush=True)
     pipe = Pipeline.load(args.weights, device=args.device, shared=True)
     print(f"Loaded the model on {pipe.device.type}.", flush=True)
+    log_refusals()
     # SIGTERM (docker stop) then shuts the server down as Ctrl-C does, instead of waiting to be killed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     app = build_app(pipe)

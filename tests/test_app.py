@@ -37,7 +37,7 @@ from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
 from webapp.write import Write
 
-from .conftest import ROOT, STUDENT_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, run_script, wait_until
+from .conftest import ROOT, STUDENT_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, wait_until
 from .test_edit import three_drawn_in_a_corner
 from . import photo_survey
 from .test_photos import FixedReading
@@ -505,18 +505,6 @@ def test_a_full_queue_says_busy_and_stop_really_stops(small_queue_app):
     assert rows_of(passes, 5) == 10, "the waiting request made its 10 steps"
     api_generate(Client(url, verbose=False), "7", steps=2)
     assert rows_of(passes, 3) == stopped_at, "no step of the stopped run came after it was closed"
-
-
-@pytest.mark.parametrize("weights", ["missing", "corrupt"])
-def test_startup_with_bad_weights_stops_with_one_clear_line(tmp_path, weights):
-    path = tmp_path / "weights.safetensors"
-    if weights == "corrupt":
-        path.write_bytes(b"\x00" * 100)
-    result = run_script("app.py", "--weights", str(path), "--port", str(free_port()), timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and str(path) in result.stderr, result.stderr
-    if weights == "missing":
-        assert "python train.py" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

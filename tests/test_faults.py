@@ -25,7 +25,7 @@ from webapp.generate import Generate
 from webapp.shared import Context
 
 from .conftest import (ROOT, SHIPPED_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of,
-                       run_script, wait_until)
+                       run_here, wait_until)
 
 GOOD = {"digit": "3", "guidance_scale": 1.5, "sampler": "dpmpp", "steps": 6, "seed": 0, "samples_per_digit": 1}
 
@@ -99,9 +99,11 @@ def test_damaged_weights_stop_start_up_with_one_clear_line(tmp_path, damage):
             header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
         metadata = header.pop("__metadata__")
         save_file({name: torch.zeros(3) for name in header}, str(path), metadata)
-    result = run_script("app.py", "--weights", str(path), "--port", str(free_port()), timeout=120)
+    result = run_here("app.py", "--weights", str(path), "--port", str(free_port()))
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr, result.stderr
+    if damage == "missing":
+        assert "python train.py" in result.stderr, "how to get weights"
     assert "Traceback" not in result.stderr
 
 

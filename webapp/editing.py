@@ -79,7 +79,7 @@ class Editing:
         if not file:
             raise Refusal("the canvas is empty: draw a digit first" if part == "composite" else
                            "there is no picture to repair: upload one, or start from a digit")
-        return self.context.picture(file, setting)
+        return self.context.uploaded_picture(file, setting)
 
     def generated_digit(self, digit: str, seed: int) -> np.ndarray:
         """A digit to start an edit from, white on black at CANVAS_SIZE px: the digit chosen, or for

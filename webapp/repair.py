@@ -20,7 +20,8 @@ class Repair:
         """Repair's button: the editor's picture with the painted part (or the part chosen) filled in."""
         image = self.editing.canvas_picture(editor, "background")
         if part == PAINTED:
-            layers = [self.editing.context.picture(layer, "painted layer") for layer in editor.get("layers") or []]
+            uploaded = self.editing.context.uploaded_picture
+            layers = [uploaded(layer, "painted layer") for layer in editor.get("layers") or []]
             if not layers:
                 raise Refusal("paint over the part of the digit to fill in (or pick a part), then press Repair")
             mask = edit.mask_from_layers(layers, image.size)
@@ -38,7 +39,7 @@ class Repair:
         """The repair editor's picture: Draw's finished digit (the raw value of its PNG's gr.File)."""
         if not file:
             raise Refusal("finish a drawing in the Draw tab first")
-        self.editing.context.picture(file, "finished drawing")  # a picture made here, not a path elsewhere
+        self.editing.context.uploaded_picture(file, "finished drawing")  # a picture made here, not a path elsewhere
         return {"background": file["path"], "layers": [], "composite": None}
 
 

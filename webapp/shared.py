@@ -97,7 +97,7 @@ class Context:
             except OSError:
                 pass
 
-    def picture(self, file, setting: str) -> Image.Image:
+    def uploaded_picture(self, file, setting: str) -> Image.Image:
         """The picture in an upload's raw value (Gradio's file data, {"path": ...}), checked at the
         boundary: it must be a file in this server's own folder (an upload, or a result made here;
         never a path elsewhere on the server), then edit.open_picture's checks."""

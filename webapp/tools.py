@@ -91,8 +91,8 @@ class Tools:
         Returns:
             The finished digit as a PNG, its denoising as an animated GIF, and details: the digit made, the digit the picture was read as, and the result's class probabilities.
         """
-        *_, gif, png, details = last(self.editing.run_edit(self.context.picture(picture, "picture"), None, edit_digit(digit),
-                                                           strength, seed))
+        image = self.context.uploaded_picture(picture, "picture")
+        *_, gif, png, details = last(self.editing.run_edit(image, None, edit_digit(digit), strength, seed))
         return file(png), file(gif), details
 
     def repair_digit(self, picture: FileData, mask: FileData, digit: int | None = None,
@@ -107,7 +107,7 @@ class Tools:
         Returns:
             The repaired digit as a PNG, its denoising as an animated GIF, and details as finish_drawing gives.
         """
-        image, painted = self.context.picture(picture, "picture"), self.context.picture(mask, "mask")
+        image, painted = self.context.uploaded_picture(picture, "picture"), self.context.uploaded_picture(mask, "mask")
         *_, gif, png, details = last(self.editing.run_edit(image, painted, edit_digit(digit), 1.0, seed))
         return file(png), file(gif), details
 

@@ -98,7 +98,7 @@ class Write:
         """Write a number in the hand of a picture of one digit (PNG, JPEG, ...), which shows
         drawn_digit (None: the digit it reads as). Returns as /write does."""
         choice = AS_READ if drawn_digit is None else str(drawn_digit)
-        *_, gif, png, details = last(self.like_updates(self.context.picture(picture, "picture"), choice, number))
+        *_, gif, png, details = last(self.like_updates(self.context.uploaded_picture(picture, "picture"), choice, number))
         return png, gif, details
 
 

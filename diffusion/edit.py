@@ -176,10 +176,10 @@ def thicken_thin_strokes(amount: np.ndarray, scale: float) -> np.ndarray:
     most MEASURED_SCALE pixels a pixel of 28x28: on an enlargement's big staircase edges it would
     come out thinner, at 28x28 a thin pen's faint line would not count."""
     reduction = max(scale / MEASURED_SCALE, 1)
-    height, width = amount.shape
+    rows, columns = amount.shape
     reduced = Image.fromarray(amount.astype(np.float32)).resize(
-        (max(1, round(width / reduction)), max(1, round(height / reduction))), Image.Resampling.BOX)
-    width = pen_width(np.asarray(reduced)) / (scale / reduction)
+        (max(1, round(columns / reduction)), max(1, round(rows / reduction))), Image.Resampling.BOX)
+    width = pen_width(np.asarray(reduced)) / (scale / reduction)  # at 28x28
     if width >= THINNEST or width == 0:
         return amount
     wanted = width + (MNIST_STROKE_WIDTH - width) * min((THINNEST - width) / (THINNEST - THIN_PEN), 1)

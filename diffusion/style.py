@@ -38,6 +38,9 @@ UNITS = ("°", " px", " px")
 MNIST_MEANS = ((11.1, 3.09, 18.1), (11.6, 3.01, 12.2), (5.4, 2.97, 18.1), (2.0, 2.79, 17.3), (2.7, 2.74, 17.3),
                (10.9, 2.61, 17.8), (-0.6, 3.03, 17.0), (0.9, 2.81, 17.0), (7.6, 2.88, 16.9), (-1.2, 2.75, 16.1))
 MNIST_SPREAD = (13.3, 0.77, 1.76)
+# A hand further than REACH spreads from the typical (in slant, 40 degrees) is written at that edge:
+# past it, the model's digits stop being read as the digit asked for (docs/write.md's wider hands).
+REACH = 3
 INKED = 0.5  # of full ink: the pixels that count for the bounding box
 
 
@@ -86,6 +89,11 @@ def measures(images: torch.Tensor) -> np.ndarray:
 def hand(images: torch.Tensor, digits) -> np.ndarray:
     """Each image's hand (N, 3): its measures less the typical ones of its digit (digits: one each)."""
     return measures(images) - np.array(MNIST_MEANS)[np.asarray(digits)]
+
+
+def within_reach(hand: np.ndarray) -> np.ndarray:
+    """A hand (3,) brought within REACH spreads of the typical, measure by measure."""
+    return np.clip(hand, -REACH * np.array(MNIST_SPREAD), REACH * np.array(MNIST_SPREAD))
 
 
 def spread(hands: np.ndarray) -> np.ndarray:

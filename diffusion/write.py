@@ -135,8 +135,8 @@ def invert(pipe: Pipeline, image: torch.Tensor, digit: int, steps: int = INVERSI
 def write_like_steps(pipe: Pipeline, settings: Settings, image: torch.Tensor, digit: int) -> Steps:
     """write_steps in the hand of your digit: image (1, 1, 28, 28) in [-1, 1] (edit.to_model_input
     makes one of any picture), a `digit`. Its starting noise (invert) is every digit's, its hand
-    (style.hand) the one they are moved to."""
-    return write_steps(pipe, settings, invert(pipe, image, digit), style.hand(image, [digit])[0])
+    (style.hand, within style.REACH) the one they are moved to."""
+    return write_steps(pipe, settings, invert(pipe, image, digit), style.within_reach(style.hand(image, [digit])[0]))
 
 
 def line_animation(steps: Steps, count: int, gaps: list[int]) -> Iterator[tuple[Step, list[np.ndarray]]]:

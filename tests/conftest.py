@@ -123,14 +123,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition, what: str, timeout: float = 120, poll_s: float = 0.02) -> None:
+def wait_until(condition, what, timeout: float = 120, poll_s: float = 0.02) -> None:
     """Wait until condition() is true. The deadline only bounds a hang, however busy the machine:
-    it decides no outcome, and on expiry the test fails saying what never happened. The one
-    place in the suite that sleeps or reads the time (test_suite_rules.py holds it to that)."""
+    it decides no outcome, and on expiry the test fails saying what never happened (`what`: a
+    string, or a function that describes it as things stand then). The one place in the suite
+    that sleeps or reads the time (test_suite_rules.py holds it to that)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
+            pytest.fail(f"{what() if callable(what) else what}: not within {timeout:.0f} s")
         time.sleep(poll_s)
 
 

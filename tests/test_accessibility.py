@@ -44,8 +44,13 @@ def wait_for_a_digit_on_the_canvas(page) -> None:
     """Until Draw says a generated digit is on its canvas, and the canvas shows it."""
     from playwright.sync_api import expect
     expect(page.locator("#draw-announcement")).to_contain_text("on the canvas", timeout=120_000)
-    canvas = page.locator("#canvas canvas").first
-    wait_until(lambda: dark_share(canvas.screenshot()) > 0.02, "the generated digit on the canvas")
+    canvases = page.locator("#canvas canvas")
+
+    def as_things_stand() -> str:
+        shares = [f"{dark_share(canvas.screenshot()):.3f}" for canvas in canvases.all()]
+        return (f"the generated digit on the canvas (dark share of each of its canvases: {shares}; messages "
+                f"shown: {page.locator('.toast-body').all_inner_texts()})")
+    wait_until(lambda: dark_share(canvases.first.screenshot()) > 0.02, as_things_stand)
 
 
 def focus_ring_drawn(page) -> bool:

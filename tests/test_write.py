@@ -157,7 +157,7 @@ def test_ddim_inversion_finds_noise_that_denoises_back_to_the_digit(shipped_pipe
     assert (back - digit).abs().mean() < 0.3 * (fresh - digit).abs().mean()
 
 
-@pytest.mark.parametrize("digit, slant, width", [(3, 0.5, 40), (3, -0.3, 36), (7, -0.3, 20)])
+@pytest.mark.parametrize("digit, slant, width", [(3, 0.5, 40), (3, -0.3, 36), (7, -0.3, 20), (1, -0.8, 6), (5, 0.8, 46)])
 def test_a_number_in_your_hand_is_every_digit_asked_for_and_near_your_hand(shipped_pipeline, digit, slant, width):
     pipe, classifier = shipped_pipeline, load_classifier()
     drawing = to_model_input(pen_drawing(digit, slant, width))[0]

@@ -2,6 +2,7 @@
 
     MNIST_ROOT=../shared/data python -m tests.write_survey            # about 6 minutes on 2 CPU cores
     MNIST_ROOT=../shared/data python -m tests.write_survey --mnist    # style.MNIST_MEANS and MNIST_SPREAD
+    MNIST_ROOT=../shared/data python -m tests.write_survey --wider    # the wider hands alone (about 2 minutes)
     python -m tests.write_survey --time                               # what writing costs, against a plain batch
 
 Numbers: 100 numbers of 6 digits, number k's digits drawn by random.Random(k) and written with
@@ -16,6 +17,9 @@ thinned at random, and 10 digits drawn here as pen strokes at random slants and 
 into the model's input as the app makes a drawing (edit.to_model_input). From each, the ten digits
 0-9 are written in its hand three ways (its inverted noise alone, its hand alone from fresh noise,
 and both: write.write_like_steps), beside random samples of the same digits at the default settings.
+
+Wider hands: 50 more drawings (wider_hands: steeper slants both ways, heavier and lighter pens, and
+drawings photographed on paper), the ten digits written in each one's hand by write_like_steps.
 """
 
 import random
@@ -24,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from diffusion import Pipeline, media, style, write
@@ -31,6 +36,8 @@ from diffusion.classifier import class_probabilities, load_classifier
 from diffusion.data import default_data_dir, load_mnist, to_model_range
 from diffusion.edit import draw_settings, to_model_input
 from diffusion.samplers import final_image
+
+from . import photo_survey
 
 NUMBERS, NUMBER_LENGTH = 100, 6
 CANVAS = 280  # px: Draw's canvas
@@ -80,6 +87,46 @@ def drawings(data_dir: str, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
         pictures.append(to_model_input(drawn)[0])
         digits.append(digit)
     return torch.cat(pictures), digits
+
+
+def wider_hands(data_dir: str, seed: int = 1) -> tuple[torch.Tensor, list[int]]:
+    """50 hands beyond the drawings', as model inputs (50, 1, 28, 28), and the digit each shows: 20
+    MNIST test digits (the 5th and 6th of each class) leaning steeply (sheared by 0.5 to 0.9, right
+    and left in turn), redrawn on Draw's canvas down their strokes' middle with a broad pen (36 to
+    48 px on 280, MNIST's own is about 23) or a fine one (5 to 9 px) in turn;
+    10 pen drawings leaning 0.4 to 0.8 either way, in a fine pen (4 to 8 px on 280) or a broad one
+    (34 to 48 px) in turn; and 20 photographed (tests/photo_survey.py's "phone photo": grey paper in
+    uneven light, noise and JPEG, tilted, half of it ruled): 10 MNIST test digits (the 7th of each
+    class) and 10 pen drawings."""
+    images, labels = load_mnist(data_dir, train=False)
+    generator, camera = random.Random(seed), np.random.default_rng(seed)
+    pictures, digits = [], []
+    for digit in range(10):
+        for k, index in enumerate((labels == digit).nonzero()[4:6, 0].tolist()):
+            leaning = style.shear(to_model_range(images[index:index + 1]), [(-1) ** k * generator.uniform(0.5, 0.9)])
+            big = F.interpolate((leaning + 1) / 2, size=(CANVAS, CANVAS), mode="bicubic")[0, 0].numpy()
+            pen = generator.uniform(36, 48) if digit % 2 == k else generator.uniform(5, 9)
+            redrawn = photo_survey.thinned(big > 0.5, pen)
+            pictures.append(to_model_input(Image.fromarray((255 * (1 - redrawn)).round().astype(np.uint8)))[0])
+    for digit in range(10):
+        width = generator.randrange(4, 9) if digit % 2 else generator.randrange(34, 49)
+        pictures.append(to_model_input(pen_drawing(digit, generator.choice([-1, 1]) * generator.uniform(0.4, 0.8), width))[0])
+    for digit in range(10):
+        index = (labels == digit).nonzero()[6, 0].item()
+        pictures.append(to_model_input(photo_survey.photo("phone photo", images[index], camera))[0])
+    for digit in range(10):
+        drawing = pen_drawing(digit, generator.uniform(-0.4, 0.4), generator.randrange(10, 32))
+        pictures.append(to_model_input(photographed(drawing, camera))[0])
+    return torch.cat(pictures), [d for d in range(10) for _ in range(2)] + list(range(10)) * 3
+
+
+def photographed(drawing: Image.Image, generator: np.random.Generator) -> Image.Image:
+    """A drawing on Draw's canvas (black on white) written on paper and taken as a phone photo."""
+    page = photo_survey.Page(generator)
+    photo_survey.phone_photo(page)
+    side = int(page.digit_height / 0.8)  # pen_drawing's strokes take 0.8 of its height
+    page.write(photo_survey.placed(1 - np.asarray(drawing.resize((side, side)), np.float32) / 255, page.centre))
+    return page.photo()
 
 
 def accuracy(classifier, images: torch.Tensor, digits) -> float:
@@ -152,6 +199,26 @@ def like_survey(pipe: Pipeline, classifier, data_dir: str) -> None:
     print("wrote assets/write-in-your-hand.png: ten drawings (left), each with the digits 0-9 written in its hand")
 
 
+def wider_survey(pipe: Pipeline, classifier, data_dir: str) -> None:
+    pictures, drawn = wider_hands(data_dir)
+    ten = list(range(10))
+    kinds = {"leaning steeply, heavy or light pen": range(20), "pen drawings, steep, fine or broad pen": range(20, 30),
+             "photographed MNIST digits": range(30, 40), "photographed pen drawings": range(40, 50)}
+    print(f"wider hands: {len(drawn)} more drawings, the ten digits written in each one's hand (write_like_steps)")
+    written = {k: final_image(write.write_like_steps(pipe, draw_settings(pipe, ten, k), pictures[k:k + 1], digit))
+               for k, digit in enumerate(drawn)}
+    for kind, indices in kinds.items():
+        read = {k: class_probabilities(classifier, written[k]).argmax(1).tolist() for k in indices}
+        misread = [f"drawing {k} (a {drawn[k]})'s {d} as {r}" for k in indices for d, r in zip(ten, read[k]) if d != r]
+        right = sum(d == r for k in indices for d, r in zip(ten, read[k])) / (10 * len(indices))
+        print(f"  {kind}: accuracy {right:.1%} (misread: {', '.join(misread) or 'none'})", flush=True)
+    print(f"  all: accuracy {accuracy(classifier, torch.cat(list(written.values())), ten * len(drawn)):.1%}")
+    figure = [np.concatenate([media.to_uint8(pictures[k:k + 1]), np.zeros((1, 28, 28), np.uint8), media.to_uint8(written[k])])
+              for k in (0, 3, 20, 21, 30, 35, 40, 45)]
+    media.save_png(media.upscale(media.grid(np.concatenate(figure), columns=12), 2), "assets/write-wider-hands.png")
+    print("wrote assets/write-wider-hands.png: eight of them (left), each with the digits 0-9 written in its hand")
+
+
 def gaussian_sized(noise: torch.Tensor) -> torch.Tensor:
     return noise * noise[0].numel() ** 0.5 / noise.norm()
 
@@ -193,9 +260,12 @@ def main() -> None:
         return mnist_constants(default_data_dir())
     if "--time" in sys.argv[1:]:
         return timing(Pipeline.load(device="cpu"))
+    if "--wider" in sys.argv[1:]:
+        return wider_survey(Pipeline.load(device="cpu"), load_classifier(), default_data_dir())
     pipe, classifier = Pipeline.load(device="cpu"), load_classifier()
     numbers_survey(pipe, classifier)
     like_survey(pipe, classifier, default_data_dir())
+    wider_survey(pipe, classifier, default_data_dir())
 
 
 if __name__ == "__main__":

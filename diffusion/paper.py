@@ -2,9 +2,9 @@
 
 A canvas's strokes are its opaque pixels. On an opaque picture (a drawing, a scan, a phone's photo of
 a page) ink is what is darker than the paper around it, relative to that paper's own shade, so
-that uneven light, a shadow, grey or tinted paper and a camera's noise do not count as ink; not the
-lines ruled across a lined or squared page, however dark; and then only what is nearly as dark as
-the strokes themselves, nor the thin printed lines that are left, nor specks apart from the digit. Light strokes on a dark ground (MNIST's
+that uneven light, a shadow, grey or tinted paper and a camera's noise do not count as ink; and
+then only what is nearly as dark as the strokes themselves, nor the thin straight lines printed on a
+ruled or squared page, nor specks apart from the digit. Light strokes on a dark ground (MNIST's
 own digits, chalk on a board) are turned round first. docs/edits-and-morphs.md measures it.
 """
 
@@ -22,10 +22,9 @@ FAINT, SOLID = 0.5, 0.7
 # A photo (any noise: a drawing's paper is flat) is blurred by SMOOTHING of its longer side first. A
 # drawing keeps its ink's shades as drawn.
 SMOOTHING = 1 / 400
-# A page's ruled lines: straight lines within TILT degrees of level or upright (a page seen askew),
-# with RULED of the strongest darkness or more along SPAN of their length across the picture. Then
-# the thin pieces of ink that run off the picture's edge, or are straight and LINE of its side long.
-TILT, RULED, SPAN, LINE = 10, 0.2, 0.9, 0.15
+# Printed lines: thin pieces that run off the picture's edge, or are straight and LINE of its side long;
+# and whole pieces that run off the edge and are RULING times longer than thick (a blank page's).
+LINE, RULING = 0.15, 40
 # Specks: pieces with less than SPECK of the largest piece's ink, further than NEAR of the digit's size from it.
 SPECK, NEAR = 0.1, 0.25
 
@@ -44,19 +43,15 @@ def ink(image: Image.Image) -> np.ndarray:
         grey = 1 - grey
     # The paper under strokes of unknown width is first found over wide windows; then over windows
     # just wider than the strokes found, which follow light and shadow more closely and so find
-    # thinner strokes, until the windows stop narrowing. The page's ruled lines are found once.
+    # thinner strokes, until the windows stop narrowing.
     window = PAPER_WINDOW * max(grey.shape)
-    dark = darkness(grey, window)
-    ruled = on_ruled_lines(dark > RULED * np.percentile(dark, 99.9))
     for _ in range(NARROWINGS):
-        dark[ruled] = 0
-        strokes = strong_ink(dark, photo)
+        strokes = strong_ink(grey, window, photo)
         narrower = STROKES_IN_WINDOW * max(thickness(strokes), 1)
         if narrower > 0.9 * window:
             break
         window = narrower
-        dark = darkness(grey, window)
-    return without_specks(without_thin_lines(strokes))
+    return without_specks(without_thin_lines(without_rulings(strokes)))
 
 
 def noise(grey: np.ndarray) -> float:
@@ -65,21 +60,16 @@ def noise(grey: np.ndarray) -> float:
     return float(np.median(np.abs(grey - ndimage.uniform_filter(grey, 3, mode="nearest"))))
 
 
-def darkness(grey: np.ndarray, window: float) -> np.ndarray:
-    """How much darker each pixel is than the paper's shade found over windows `window` px wide,
-    relative to it, 0 to 1 (H, W)."""
-    return (1 - grey / np.maximum(paper_shade(grey, window), 1e-3)).clip(0, 1)
-
-
-def strong_ink(dark: np.ndarray, photo: bool) -> np.ndarray:
-    """Dark strokes' ink (H, W) from the darkness: in a photo, from FAINT of the strokes' typical
-    darkness (none) to SOLID (all of it), to leave out printed lines and noise; a drawing's soft
-    grey edges are kept as they are."""
+def strong_ink(grey: np.ndarray, window: float, photo: bool) -> np.ndarray:
+    """Dark strokes' ink (H, W): darkness relative to the paper's shade found over windows `window`
+    px wide. In a photo, from FAINT of the strokes' typical darkness (none) to SOLID (all of it),
+    to leave out printed lines and noise; a drawing's soft grey edges are kept as they are."""
+    darkness = (1 - grey / np.maximum(paper_shade(grey, window), 1e-3)).clip(0, 1)
     if not photo:
-        return dark
-    strongest = np.percentile(dark, 99.9)
-    typical = max(float(np.median(dark[dark >= FAINT * strongest])), 1e-3)  # the strokes' own darkness
-    return ((dark / typical - FAINT) / (SOLID - FAINT)).clip(0, 1) * typical
+        return darkness
+    strongest = np.percentile(darkness, 99.9)
+    typical = max(float(np.median(darkness[darkness >= FAINT * strongest])), 1e-3)  # the strokes' own darkness
+    return ((darkness / typical - FAINT) / (SOLID - FAINT)).clip(0, 1) * typical
 
 
 def strokes_are_light(grey: np.ndarray) -> bool:
@@ -106,45 +96,15 @@ def thickness(amount: np.ndarray) -> float:
     return 2 * float(np.percentile(ndimage.distance_transform_edt(inked)[inked], 90)) if inked.any() else 0.0
 
 
-def on_ruled_lines(inked: np.ndarray) -> np.ndarray:
-    """The inked pixels (a mask) on a page's ruled lines and grid: straight lines, within TILT
-    degrees of level or upright, that are inked along SPAN of their length across the picture,
-    whatever touches them. A digit's strokes, however straight, do not cross the picture; where
-    a stroke crosses a line, it loses only the line's width. They are looked for at half the
-    resolution (a pixel there inked where any of its four is): a quarter of the work."""
-    height, width = inked.shape[0] // 2 * 2, inked.shape[1] // 2 * 2
-    half = inked[:height, :width].reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
-    lines = np.zeros_like(inked)
-    lines[:height, :width] = (on_level_lines(half) | on_level_lines(half.T).T).repeat(2, axis=0).repeat(2, axis=1)
-    return lines & inked
-
-
-def on_level_lines(inked: np.ndarray) -> np.ndarray:
-    """on_ruled_lines for level lines: y = offset + x tan(angle), |angle| <= TILT, a quarter of a
-    degree apart, in bands two pixels wide at whole-pixel offsets (a line between two rows of
-    pixels), inked along SPAN of their length in the picture (at least half its width: not a
-    corner's short cut)."""
-    height, width = inked.shape
-    ys, xs = np.nonzero(inked)
-    found = np.zeros(len(ys), bool)
-    for slope in np.tan(np.radians(np.arange(-TILT, TILT + 0.125, 0.25))):
-        lowest = min(0.0, -slope * (width - 1))
-        offsets = np.floor(ys - xs * slope - lowest).astype(np.int64)
-        hit = np.zeros((int(height - lowest + abs(slope) * width) + 2, width), bool)  # offset by column
-        hit[offsets, xs] = True
-        covered = (hit | np.roll(hit, -1, axis=0)).sum(axis=1)  # columns inked at offset k or k + 1
-        starts = np.arange(len(hit)) + lowest  # each offset's line: x where 0 <= start + x slope <= height - 1
-        if slope == 0:
-            length = np.where((starts >= 0) & (starts <= height - 1), width, 0)
-        else:
-            ends = ((0 - starts) / slope, (height - 1 - starts) / slope)
-            low, high = np.maximum(np.minimum(*ends), 0), np.minimum(np.maximum(*ends), width - 1)
-            length = np.maximum(high - low + 1, 0)
-        band = (covered >= SPAN * length) & (length >= width / 2)
-        found |= (band | np.roll(band, 1))[offsets]
-    mask = np.zeros_like(inked)
-    mask[ys[found], xs[found]] = True
-    return mask
+def without_rulings(amount: np.ndarray) -> np.ndarray:
+    """Ink without the pieces, connected where inked, that run off the edge of the picture and are
+    RULING times longer than they are thick: a page's printed lines or grid, which a blank page holds
+    and nothing else (a stroke drawn across a canvas is thicker)."""
+    pieces, count = ndimage.label(amount > 0)
+    rulings = [index for index, box in enumerate(ndimage.find_objects(pieces), start=1)
+               if (box[0].start == 0 or box[1].start == 0 or box[0].stop == amount.shape[0] or box[1].stop == amount.shape[1])
+               and max(box[0].stop - box[0].start, box[1].stop - box[1].start) > RULING * thickness(amount[box] * (pieces[box] == index))]
+    return np.where(np.isin(pieces, rulings), 0, amount)
 
 
 def without_thin_lines(amount: np.ndarray) -> np.ndarray:

@@ -1,13 +1,11 @@
 """Photos of handwriting: phone-like pictures of digits on paper (tests/photo_survey.py) are read as
 the digit written and finished as it, whatever the defect; a page with no digit is refused."""
 
-import numpy as np
 import pytest
 import torch
 
 from diffusion.classifier import load_classifier
 from diffusion.edit import NotADigitError, PictureError, read_digit
-from diffusion.paper import on_ruled_lines
 
 from . import photo_survey
 
@@ -32,23 +30,6 @@ def test_a_photo_of_a_blank_page_is_refused(defect):
     (A sharp shadow across a blank page can still be read as a digit: docs/edits-and-morphs.md.)"""
     refused = photo_survey.refused_blank_pages(load_classifier(), defect)
     assert refused >= 18, f"{refused} of 20 blank pages refused"
-
-
-@pytest.mark.parametrize("degrees", [0, 3.1, -7.6])
-def test_ruled_lines_are_found_at_a_slant_and_the_strokes_they_touch_are_kept(degrees):
-    """A 2 px line across the picture, tilted as a page seen askew, is found whole, and so is an
-    upright one; a stroke that crosses it loses only where they meet, and a long straight stroke
-    that stops short of the picture's edges is no line."""
-    height, width = 300, 400
-    ys, xs = np.indices((height, width))
-    line = np.abs(ys - (120 + (xs - width / 2) * np.tan(np.radians(degrees)))) < 1
-    upright = (xs >= 350) & (xs < 352)
-    stroke = (np.abs(xs - 200) < 6) & (ys >= 40) & (ys < 260)  # a 1, 12 px wide, through the line
-    bar = (ys >= 200) & (ys < 203) & (xs >= 30) & (xs < 330)  # a 7's long top bar: 75% of the width
-    found = on_ruled_lines(line | upright | stroke | bar)
-    assert found[line].all() and found[upright].all()
-    assert not found[stroke & ~(np.abs(ys - 120) < 12)].any(), "the stroke is kept away from the line"
-    assert not found[bar].any()
 
 
 class FixedReading(torch.nn.Module):

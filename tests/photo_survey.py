@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 from diffusion import Pipeline
 from diffusion.classifier import class_probabilities, load_classifier
@@ -105,14 +104,11 @@ def written(page: Page, digit: torch.Tensor) -> np.ndarray:
     return placed(stroke, page.centre)
 
 
-def thinned(inked: np.ndarray, pen: float) -> np.ndarray:
-    """Strokes (a mask) redrawn with a pen `pen` px wide down their middle: within pen / 2 of their
-    ridge, where the distance to the paper peaks across the stroke (it falls by about 1 px a pixel
-    across a stroke, and slowly along its middle)."""
-    depth = ndimage.distance_transform_edt(inked)
-    ridge = inked & (depth >= ndimage.grey_dilation(depth, size=3) - 0.6)
-    near = ndimage.distance_transform_edt(~ridge) <= pen / 2
-    return ndimage.gaussian_filter(near.astype(np.float32), 0.7).clip(0, 1)
+def drawn(page: Page, drawing: Image.Image) -> np.ndarray:
+    """A drawing as on Draw's canvas (black strokes on white, 0.8 of its height) as ink on the page,
+    its strokes the page's digit height, at the page's centre."""
+    side = int(page.digit_height / 0.8)
+    return placed(1 - np.asarray(drawing.convert("L").resize((side, side)), np.float32) / 255, page.centre)
 
 
 def printed(page: Page, digit: int) -> np.ndarray:
@@ -227,11 +223,13 @@ DEFECTS = {"uneven light": uneven_light, "grey or tinted paper": tinted_paper, "
            "phone photo": phone_photo}
 
 
-def photo(defect: str, digit: torch.Tensor | int, generator: np.random.Generator) -> Image.Image:
-    """A photo-like picture of an MNIST digit (28, 28 uint8) or a printed digit (an int) with a defect."""
+def photo(defect: str, digit: torch.Tensor | int | Image.Image, generator: np.random.Generator) -> Image.Image:
+    """A photo-like picture of an MNIST digit (28, 28 uint8), a printed digit (an int) or a drawing
+    (as on Draw's canvas) with a defect."""
     page = Page(generator)
     DEFECTS[defect](page)
-    page.write(printed(page, digit) if isinstance(digit, int) else written(page, digit))
+    page.write(printed(page, digit) if isinstance(digit, int) else
+               drawn(page, digit) if isinstance(digit, Image.Image) else written(page, digit))
     return page.photo()
 
 

@@ -56,7 +56,7 @@ SMALLEST_SIDE = 280  # px: smaller pictures are enlarged to this before their st
 BIG_PICTURE = 512 * 512  # pixels: after such a picture's ink is found, its freed memory goes back to the system
 # The memory uploads take at once, all requests together (MemoryBudget): three of the largest
 # pictures decoding (4 bytes a pixel, at most), or three finding the ink in a picture reduced to
-# WORK_SIDE (paper.ink: 84 bytes a pixel at its peak, measured with tracemalloc).
+# WORK_SIDE (paper.ink: 78 bytes a pixel at its peak, measured with tracemalloc).
 UPLOADS_AT_ONCE_BYTES = 3 * 4 * MAX_PIXELS
 DECODED_BYTES_PER_PIXEL, INK_BYTES_PER_PIXEL = 4, 90
 # Reading a picture's digit (rather than being told it): the classifier must be at least this sure,

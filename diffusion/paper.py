@@ -2,10 +2,11 @@
 
 A canvas's strokes are its opaque pixels. On an opaque picture (a drawing, a scan, a phone's photo of
 a page) ink is what is darker than the paper around it, relative to that paper's own shade, so
-that uneven light, a shadow, grey or tinted paper and a camera's noise do not count as ink; and
-then only what is nearly as dark as the strokes themselves, nor the thin straight lines printed on a
-ruled or squared page, nor specks apart from the digit. Light strokes on a dark ground (MNIST's
-own digits, chalk on a board) are turned round first. docs/edits-and-morphs.md measures it.
+that uneven light, a shadow, grey or tinted paper and a camera's noise do not count as ink; nor
+the lines ruled across an exercise book's page, however dark; and then only what is nearly as dark
+as the strokes themselves, nor the thin straight lines printed on a ruled or squared page, nor
+specks apart from the digit. Light strokes on a dark ground (MNIST's own digits, chalk on a board)
+are turned round first. docs/edits-and-morphs.md measures it.
 """
 
 import numpy as np
@@ -19,9 +20,17 @@ PAPER_WINDOW, STROKES_IN_WINDOW, NARROWINGS = 0.25, 3, 4
 # In a photo, ink counts from FAINT of the strokes' typical darkness and fully from SOLID: a page's
 # printed lines are fainter than a pen.
 FAINT, SOLID = 0.5, 0.7
-# A photo (any noise: a drawing's paper is flat) is blurred by SMOOTHING of its longer side first. A
-# drawing keeps its ink's shades as drawn.
-SMOOTHING = 1 / 400
+# A photo (any noise, or no shade covering FLAT of it: a drawing's paper is flat) is blurred by
+# SMOOTHING of its longer side first. A drawing keeps its ink's shades as drawn.
+FLAT, SMOOTHING = 0.5, 1 / 400
+# The light falling on a photo is its mean over LIGHT_BLOCKS blocks a side.
+LIGHT_BLOCKS = 4
+# A page's ruled lines: at least RULINGS parallel straight lines within TILT degrees of level or
+# upright (a page seen askew), thinner than THIN of the picture's longer side, with RULED of the
+# strongest darkness or more along SPAN of their length across the picture.
+RULINGS, TILT, THIN, RULED, SPAN = 2, 10, 0.01, 0.2, 0.9
+# What is left of them: pieces of ink with ALONG of their pixels near them.
+ALONG = 0.9
 # Printed lines: thin pieces that run off the picture's edge, or are straight and LINE of its side long;
 # and whole pieces that run off the edge and are RULING times longer than thick (a blank page's).
 LINE, RULING = 0.15, 40
@@ -31,45 +40,60 @@ SPECK, NEAR = 0.1, 0.25
 
 def ink(image: Image.Image) -> np.ndarray:
     """How much ink each pixel of the picture holds, 0 to 1 (H, W), as the module's docstring says."""
-    rgba = np.asarray(image.convert("RGBA"), np.float32) / 255
-    alpha = rgba[..., 3]
+    alpha = np.asarray(image.convert("RGBA").getchannel("A"), np.float32) / 255
     if alpha.min() < 0.5:
         return alpha
     grey = np.asarray(image.convert("L"), np.float32) / 255
-    photo = noise(grey) > 0
+    photo = is_photo(grey)
     if photo:  # its noise evened out, while a drawing's hair-thin strokes stay as dark as drawn
         grey = ndimage.gaussian_filter(grey, SMOOTHING * max(grey.shape))
-    if strokes_are_light(grey):
+    # A photo's strokes are light only where they are so in an even light too: a page lit brightly
+    # at one side is not a light stroke.
+    if strokes_are_light(grey) and (not photo or strokes_are_light(evenly_lit(grey))):
         grey = 1 - grey
     # The paper under strokes of unknown width is first found over wide windows; then over windows
     # just wider than the strokes found, which follow light and shadow more closely and so find
-    # thinner strokes, until the windows stop narrowing.
+    # thinner strokes, until the windows stop narrowing. A ruled page's lines are found once, and
+    # take no part in the strokes.
     window = PAPER_WINDOW * max(grey.shape)
+    dark = darkness(grey, window)
+    ruled, near_lines = on_ruled_lines(dark) if photo else (np.zeros(dark.shape, bool),) * 2
     for _ in range(NARROWINGS):
-        strokes = strong_ink(grey, window, photo)
+        dark[ruled] = 0
+        strokes = strong_ink(dark, photo)
         narrower = STROKES_IN_WINDOW * max(thickness(strokes), 1)
         if narrower > 0.9 * window:
             break
         window = narrower
-    return without_specks(without_thin_lines(without_rulings(strokes)))
+        dark = darkness(grey, window)
+    return without_specks(without_thin_lines(without_rulings(without_pieces_along(strokes, near_lines))))
 
 
-def noise(grey: np.ndarray) -> float:
-    """The picture's noise: the median difference, in shades 0 to 1, between a pixel and the mean of
-    its neighbours. A drawing or a scan has none; a photo's sensor and JPEG give it some."""
-    return float(np.median(np.abs(grey - ndimage.uniform_filter(grey, 3, mode="nearest"))))
+def is_photo(grey: np.ndarray) -> bool:
+    """Whether the picture is a photo, not a drawing or a scan: it has noise (the median difference
+    between a pixel and the mean of its neighbours, which a camera's sensor and JPEG give it), or no
+    one shade covers FLAT of it, as a drawing's flat paper does (a phone that smooths its noise away
+    still sees the light change across the page)."""
+    noise = np.median(np.abs(grey - ndimage.uniform_filter(grey, 3, mode="nearest")))
+    commonest = np.bincount(np.round(grey * 255).astype(np.uint8).ravel(), minlength=256).max()
+    return bool(noise > 0 or commonest < FLAT * grey.size)
 
 
-def strong_ink(grey: np.ndarray, window: float, photo: bool) -> np.ndarray:
-    """Dark strokes' ink (H, W): darkness relative to the paper's shade found over windows `window`
-    px wide. In a photo, from FAINT of the strokes' typical darkness (none) to SOLID (all of it),
-    to leave out printed lines and noise; a drawing's soft grey edges are kept as they are."""
-    darkness = (1 - grey / np.maximum(paper_shade(grey, window), 1e-3)).clip(0, 1)
+def darkness(grey: np.ndarray, window: float) -> np.ndarray:
+    """How much darker each pixel is than the paper's shade found over windows `window` px wide,
+    relative to that shade, 0 to 1 (H, W)."""
+    return (1 - grey / np.maximum(paper_shade(grey, window), 1e-3)).clip(0, 1)
+
+
+def strong_ink(dark: np.ndarray, photo: bool) -> np.ndarray:
+    """Dark strokes' ink (H, W) from their darkness: in a photo, from FAINT of the strokes' typical
+    darkness (none) to SOLID (all of it), to leave out printed lines and noise; a drawing's soft
+    grey edges are kept as they are."""
     if not photo:
-        return darkness
-    strongest = np.percentile(darkness, 99.9)
-    typical = max(float(np.median(darkness[darkness >= FAINT * strongest])), 1e-3)  # the strokes' own darkness
-    return ((darkness / typical - FAINT) / (SOLID - FAINT)).clip(0, 1) * typical
+        return dark
+    strongest = np.percentile(dark, 99.9)
+    typical = max(float(np.median(dark[dark >= FAINT * strongest])), 1e-3)  # the strokes' own darkness
+    return ((dark / typical - FAINT) / (SOLID - FAINT)).clip(0, 1) * typical
 
 
 def strokes_are_light(grey: np.ndarray) -> bool:
@@ -80,6 +104,13 @@ def strokes_are_light(grey: np.ndarray) -> bool:
     ground = np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))
     darkest, lightest = np.maximum(np.percentile(grey, [1, 99]), 1e-3)
     return np.log(max(ground, 1e-3) / darkest) < np.log(lightest / max(ground, 1e-3))
+
+
+def evenly_lit(grey: np.ndarray) -> np.ndarray:
+    """A photo's shades (H, W) relative to the light falling on each part of it, its mean over
+    LIGHT_BLOCKS blocks a side, smoothly joined: a page lit brightly at one side looks evenly lit."""
+    light = Image.fromarray(grey).resize((LIGHT_BLOCKS, LIGHT_BLOCKS), Image.Resampling.BOX)
+    return grey / np.maximum(np.asarray(light.resize(grey.shape[::-1], Image.Resampling.BILINEAR)), 1e-3)
 
 
 def paper_shade(grey: np.ndarray, window: float) -> np.ndarray:
@@ -96,14 +127,96 @@ def thickness(amount: np.ndarray) -> float:
     return 2 * float(np.percentile(ndimage.distance_transform_edt(inked)[inked], 90)) if inked.any() else 0.0
 
 
+def on_ruled_lines(dark: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a ruled page's lines alone are, and where it is near them (two masks, H x W), from a
+    photo's darkness: RULINGS or more parallel lines (on_level_lines), level or upright, inked with
+    RULED of the strongest darkness, where the ink across the line is no thicker than a line. A
+    stroke that crosses a line is thick across it there, so it keeps its ink; a digit's straight
+    strokes are never two parallel lines across the picture. The lines are looked for at half the
+    resolution (a pixel there inked where any of its four is): a quarter of the work."""
+    inked = dark > RULED * np.percentile(dark, 99.9)
+    height, width = inked.shape[0] // 2 * 2, inked.shape[1] // 2 * 2
+    half = inked[:height, :width].reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
+    thin = max(round(THIN * max(inked.shape)), 2)  # px: the thickest a line's ink is across it
+    level, upright = np.ones((2 * thin + 1, 1), bool), np.ones((1, 2 * thin + 1), bool)
+    on, near = [], []  # on each kind of line (its band, and a pixel more for its blurred edge), and near it
+    for lines, across in ((on_level_lines(half), level), (on_level_lines(half.T).T, upright)):
+        on_lines = np.zeros_like(inked)
+        on_lines[:height, :width] = lines.repeat(2, axis=0).repeat(2, axis=1)
+        on.append(ndimage.binary_dilation(on_lines, np.ones(np.minimum(across.shape, 3), bool)) if lines.any() else on_lines)
+        near.append(ndimage.binary_dilation(on_lines, across) if lines.any() else on_lines)
+    # A stroke is ink thick across a line, apart from the other lines (a grid's crossings).
+    lines_alone = [on[k] & ~ndimage.binary_opening(inked & ~on[1 - k], across) if on[k].any() else on[k]
+                   for k, across in enumerate((level, upright))]
+    return lines_alone[0] | lines_alone[1], near[0] | near[1]
+
+
+def on_level_lines(inked: np.ndarray) -> np.ndarray:
+    """The inked pixels on RULINGS or more parallel lines within TILT degrees of level, each inked
+    along SPAN of its length in the picture (at least half the picture's width: not a corner's short
+    cut) and THIN: a Hough transform, y = offset + x tan(angle), angles a quarter of a degree apart,
+    in bands two pixels wide. Lines found at neighbouring angles are one line; parallel lines are
+    those within a degree of one another."""
+    height, width = inked.shape
+    ys, xs = np.nonzero(inked)
+    slopes = np.tan(np.radians(np.arange(-TILT, TILT + 0.125, 0.25)))
+    bands = [level_bands(ys, xs, slope, inked.shape) for slope in slopes]
+    lines = np.array([np.count_nonzero(band[1:] & ~band[:-1]) for band in bands])
+    found = np.zeros(len(ys), bool)
+    for k, (band, slope) in enumerate(zip(bands, slopes)):
+        if lines[max(k - 4, 0):k + 5].max() >= RULINGS:
+            found |= (band | np.roll(band, 1))[band_offsets(ys, xs, slope, width)]
+    mask = np.zeros_like(inked)
+    mask[ys[found], xs[found]] = True
+    return mask
+
+
+def band_offsets(ys: np.ndarray, xs: np.ndarray, slope: float, width: int) -> np.ndarray:
+    """Which band, y = offset + x slope at whole-pixel offsets counted from the lowest, each pixel (ys, xs) is in."""
+    return np.floor(ys - xs * slope - min(0.0, -slope * (width - 1))).astype(np.int64)
+
+
+def level_bands(ys: np.ndarray, xs: np.ndarray, slope: float, shape: tuple[int, int]) -> np.ndarray:
+    """For each band of band_offsets and the next (two pixels wide): whether it is a line, inked
+    (ys, xs) along SPAN of its length, at least half the width, and THIN (the bands beside it are not)."""
+    height, width = shape
+    thin = max(round(THIN * max(shape)), 2)
+    lowest = min(0.0, -slope * (width - 1))
+    offsets = band_offsets(ys, xs, slope, width)
+    hit = np.zeros((int(height - lowest + abs(slope) * width) + 2, width), bool)  # offset by column
+    hit[offsets, xs] = True
+    covered = (hit | np.roll(hit, -1, axis=0)).sum(axis=1)  # columns inked at offset k or k + 1
+    starts = np.arange(len(hit)) + lowest  # each offset's line: x where 0 <= start + x slope <= height - 1
+    if slope:
+        ends = ((0 - starts) / slope, (height - 1 - starts) / slope)
+        length = np.maximum(np.minimum(np.maximum(*ends), width - 1) - np.maximum(np.minimum(*ends), 0) + 1, 0)
+    else:
+        length = np.where((starts >= 0) & (starts <= height - 1), width, 0)
+    clear = (np.roll(covered, thin) < SPAN * length / 2) & (np.roll(covered, -thin) < SPAN * length / 2)
+    return (covered >= SPAN * length) & (length >= width / 2) & clear
+
+
+def without_pieces_along(amount: np.ndarray, near_lines: np.ndarray) -> np.ndarray:
+    """Ink without the pieces, connected where inked, that lie ALONG or more near a ruled page's
+    lines: what is left of a line where it was fainter or bent, not a digit's stroke, which leaves them."""
+    pieces, count = ndimage.label(amount > 0)
+    if count == 0 or not near_lines.any():
+        return amount
+    along = ndimage.mean(near_lines, pieces, np.arange(1, count + 1)) >= ALONG
+    return np.where(np.concatenate([[False], along])[pieces], 0, amount)
+
+
 def without_rulings(amount: np.ndarray) -> np.ndarray:
     """Ink without the pieces, connected where inked, that run off the edge of the picture and are
     RULING times longer than they are thick: a page's printed lines or grid, which a blank page holds
     and nothing else (a stroke drawn across a canvas is thicker)."""
     pieces, count = ndimage.label(amount > 0)
-    rulings = [index for index, box in enumerate(ndimage.find_objects(pieces), start=1)
+    boxes = ndimage.find_objects(pieces)
+    lengths = [max(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in boxes]
+    rulings = [index for index, (box, length) in enumerate(zip(boxes, lengths), start=1)
                if (box[0].start == 0 or box[1].start == 0 or box[0].stop == amount.shape[0] or box[1].stop == amount.shape[1])
-               and max(box[0].stop - box[0].start, box[1].stop - box[1].start) > RULING * thickness(amount[box] * (pieces[box] == index))]
+               and length > 2 * RULING  # a piece is at least 2 px thick: the short ones need no measuring
+               and length > RULING * thickness(amount[box] * (pieces[box] == index))]
     return np.where(np.isin(pieces, rulings), 0, amount)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from diffusion import Pipeline
 from diffusion.classifier import class_probabilities, load_classifier
@@ -50,6 +51,7 @@ class Page:
         self.digit_height = uniform(generator, 0.45, 0.75) * HEIGHT
         self.centre = (HEIGHT / 2 + uniform(generator, -0.12, 0.12) * HEIGHT, WIDTH / 2 + uniform(generator, -0.2, 0.2) * WIDTH)
         self.noise, self.quality, self.warp = 0.01, 90, None
+        self.pen = None  # px: a pen's width, or None for the digit's own strokes (a felt pen) scaled
         self.ink_colour = np.array(list(INKS.values())[generator.integers(len(INKS))], np.float32)
 
     def write(self, strokes: np.ndarray) -> None:
@@ -97,11 +99,22 @@ def smooth_light(generator: np.random.Generator, darkest: float, brightest: floa
 
 def written(page: Page, digit: torch.Tensor) -> np.ndarray:
     """An MNIST digit (28, 28, uint8) as pen strokes on the page: its 20 px box scaled to the page's
-    digit height, at the page's centre, with smooth edges."""
+    digit height, at the page's centre, with smooth edges; with the page's pen, if it has one, down
+    the middle of its strokes."""
     side = int(round(page.digit_height * 28 / 20))
     big = F.interpolate(digit[None, None].float() / 255, size=(side, side), mode="bicubic")[0, 0]
     stroke = torch.sigmoid((big - 0.45) * 12).numpy()  # a pen's solid line with a soft edge
-    return placed(stroke, page.centre)
+    return placed(stroke if page.pen is None else thinned(stroke > 0.5, page.pen), page.centre)
+
+
+def thinned(inked: np.ndarray, pen: float) -> np.ndarray:
+    """Strokes (a mask) redrawn with a pen `pen` px wide down their middle: within pen / 2 of their
+    ridge, where the distance to the paper peaks across the stroke (it falls by about 1 px a pixel
+    across a stroke, and slowly along its middle)."""
+    depth = ndimage.distance_transform_edt(inked)
+    ridge = inked & (depth >= ndimage.grey_dilation(depth, size=3) - 0.6)
+    near = ndimage.distance_transform_edt(~ridge) <= pen / 2
+    return ndimage.gaussian_filter(near.astype(np.float32), 0.7).clip(0, 1)
 
 
 def drawn(page: Page, drawing: Image.Image) -> np.ndarray:
@@ -192,6 +205,58 @@ def squared_paper(page: Page) -> None:
     print_on(page, grid, colour)
 
 
+# An exercise book's paper (cream or grey, times a shade) and its rulings' colours, as a filter.
+BOOK_PAPERS = {"cream": (1, 0.95, 0.8), "grey": (0.9, 0.9, 0.88)}
+BOOK_LINES = {"blue": (0.4, 0.6, 0.95), "grey": (0.55, 0.56, 0.6), "green": (0.5, 0.8, 0.55),
+              "violet": (0.6, 0.45, 0.85), "pink": (0.95, 0.55, 0.65)}
+
+
+def exercise_book(page: Page) -> tuple[float, tuple[float, float, float]]:
+    """A school exercise book's page: cream or grey paper in a room's light, a digit a quarter to
+    three quarters of the photo's height written with a ballpoint (a tenth to a twenty-fifth of its
+    height wide) or a felt pen, and the colour its lines are printed in (one of BOOK_LINES, a pale
+    or a strong print of it); returns the digit's height, which the rulings are spaced by, and that
+    colour."""
+    g = page.generator
+    page.digit_height = uniform(g, 0.25, 0.75) * HEIGHT
+    if g.random() < 0.5:
+        page.pen = uniform(g, 1 / 25, 1 / 10) * page.digit_height
+    paper = np.array(list(BOOK_PAPERS.values())[g.integers(len(BOOK_PAPERS))], np.float32)
+    page.paper = np.ones_like(page.paper) * paper * uniform(g, 0.7, 0.95)
+    page.light = smooth_light(g, uniform(g, 0.6, 0.9), 1.0)
+    strength = uniform(g, 0.6, 1.2)  # how much of the line colour's darkness is printed
+    colour = 1 - strength * (1 - np.array(list(BOOK_LINES.values())[g.integers(len(BOOK_LINES))], np.float32))
+    return page.digit_height, tuple(colour.clip(0.05, 1))
+
+
+def lined_book(page: Page) -> None:
+    """A lined exercise book: coloured lines 0.3 to 0.8 of the digit's height apart on cream or grey
+    paper, and a red margin on half of them."""
+    height, colour = exercise_book(page)
+    g = page.generator
+    spacing = uniform(g, 0.3, 0.8) * height
+    print_on(page, lines(spacing, uniform(g, 1, 3), uniform(g, 0, spacing), vertical=False), colour)
+    if g.random() < 0.5:
+        print_on(page, lines(WIDTH * 2, 2, -uniform(g, 0.05, 0.2) * WIDTH, vertical=True), (0.9, 0.4, 0.4))
+
+
+def squared_book(page: Page) -> None:
+    """A squared exercise book: a coloured grid a fifth to a half of the digit's height wide on cream
+    or grey paper, or, on half of them, Seyes ruling (French schools): bold lines both ways, and
+    three fine lines between the bold horizontal ones."""
+    height, colour = exercise_book(page)
+    g = page.generator
+    spacing, width = uniform(g, 0.2, 0.5) * height, uniform(g, 1, 2.5)
+    if g.random() < 0.5:
+        grid = np.maximum(lines(spacing, width, uniform(g, 0, spacing), False), lines(spacing, width, uniform(g, 0, spacing), True))
+    else:
+        spacing = uniform(g, 0.4, 0.8) * height
+        offset = uniform(g, 0, spacing)
+        fine = lines(spacing / 4, 1, offset, False) * 0.6
+        grid = np.maximum.reduce([fine, lines(spacing, width, offset, False), lines(spacing, width, uniform(g, 0, spacing), True)])
+    print_on(page, grid, colour)
+
+
 def perspective(page: Page, tilt: float = 0.2) -> None:
     """The phone held at an angle: the page foreshortened (its near side up to `tilt` wider than its
     far side) and turned by up to 8 degrees."""
@@ -220,7 +285,7 @@ def phone_photo(page: Page) -> None:
 
 DEFECTS = {"uneven light": uneven_light, "grey or tinted paper": tinted_paper, "noise and JPEG": noise_and_jpeg,
            "shadow": shadow, "ruled paper": ruled_paper, "squared paper": squared_paper, "perspective": perspective,
-           "phone photo": phone_photo}
+           "phone photo": phone_photo, "lined exercise book": lined_book, "squared exercise book": squared_book}
 
 
 def photo(defect: str, digit: torch.Tensor | int | Image.Image, generator: np.random.Generator) -> Image.Image:

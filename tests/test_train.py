@@ -12,12 +12,16 @@ from diffusion.progress import COLUMNS, load_snapshot, read_rows, sample_points,
 
 from .conftest import ROOT, run_here, run_script, wait_until
 
-TINY = ["--subset", "256", "--batch-size", "32", "--channels", "8,16", "--timesteps", "100", "--warmup-steps", "5",
-        "--checkpoint-every", "2"]
+TINY = {"subset": 256, "batch_size": 32, "channels": "8,16", "timesteps": 100, "warmup_steps": 5, "checkpoint_every": 2}
 
 
-def train_args(tmp_path, name, steps):
-    return ["train.py", *TINY, "--max-steps", str(steps), "--run-dir", str(tmp_path / name),
+def tiny(**settings) -> list[str]:
+    """train.py's flags for a tiny run: TINY's settings, those given instead."""
+    return [item for key, value in {**TINY, **settings}.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def train_args(tmp_path, name, steps, **settings):
+    return ["train.py", *tiny(**settings), "--max-steps", str(steps), "--run-dir", str(tmp_path / name),
             "--out", str(tmp_path / f"{name}.safetensors")]
 
 
@@ -84,37 +88,38 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, 
 
 
 def test_a_run_shows_its_progress_in_its_folder(tmp_path, mnist_root):
-    """The loss history, its plot, the ten digits at each sample point (0, 50, 100, and the last),
-    and with --snapshots the weights there."""
-    result = run_script(*train_args(tmp_path, "run", 120), "--data-dir", mnist_root, "--snapshots")
+    """The loss history, its plot, the ten digits at each sample point (0, 50 and the last), and
+    with --snapshots the weights there. Small batches, one epoch and one checkpoint, to be quick."""
+    result = run_script(*train_args(tmp_path, "run", 60, batch_size=8, subset=1024, checkpoint_every=60),
+                        "--data-dir", mnist_root, "--snapshots")
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     rows = read_rows(run / "loss.csv")
     assert (run / "loss.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
-    assert [row["step"] for row in rows] == list(range(1, 121))
+    assert [row["step"] for row in rows] == list(range(1, 61))
     assert all(math.isfinite(row[column]) and row[column] > 0 for row in rows for column in COLUMNS)
     assert sum(row["loss"] for row in rows[-20:]) < sum(row["loss"] for row in rows[:20]), "it learns"
-    assert sample_points(120) == [0, 50, 100, 120]
+    assert sample_points(60) == [0, 50, 60]
     assert sorted(path.name for path in (run / "progress").iterdir()) == [
-        "step-0000000.png", "step-0000050.png", "step-0000100.png", "step-0000120.png"]
+        "step-0000000.png", "step-0000050.png", "step-0000060.png"]
     with Image.open(run / "progress.gif") as gif:
-        assert gif.n_frames == 4 and gif.width == 2 * (10 * 30 + 2)
+        assert gif.n_frames == 3 and gif.width == 2 * (10 * 30 + 2)
     chart = (run / "loss.svg").read_text()
-    assert chart.count("<circle") == 4 and "over 120 steps" in chart and "marked: step 0 (smoothed" in chart
+    assert chart.count("<circle") == 3 and "over 60 steps" in chart and "marked: step 0 (smoothed" in chart
     check_snapshots(run / "snapshots", rows, tmp_path / "run.safetensors")
 
 
 def check_snapshots(folder, rows, exported):
     """A weights file per sample point, in float16, saying its step, loss and command; the last is
     the exported weights, rounded to float16, and loads as float32."""
-    assert snapshot_steps(folder) == [0, 50, 100, 120]
+    assert snapshot_steps(folder) == [0, 50, 60]
     for step in snapshot_steps(folder):
         tensors, metadata = load_safetensors(snapshot_path(step, folder))
         assert {t.dtype for t in tensors.values()} == {torch.float16}
         training = metadata["training"]
         assert training["step"] == step and "--snapshots" in training["command"]
         assert training["loss"] == (None if step == 0 else pytest.approx(rows[step - 1]["smoothed_loss"], rel=1e-5))
-    pipe = load_snapshot(120, folder)
+    pipe = load_snapshot(60, folder)
     final, _ = load_safetensors(exported)
     for name, value in pipe.model.state_dict().items():
         assert value.dtype == torch.float32 and torch.equal(value, final[name].half().float()), name
@@ -149,7 +154,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path, mnist_root)
     (["--label-dropout", "1.5"], "--label-dropout"), (["--batch-size", "100000"], "fewer than one batch"),
 ])
 def test_bad_training_arguments_exit_with_one_line(tmp_path, mnist_root, args, message):
-    result = run_here("train.py", "--data-dir", mnist_root, "--run-dir", str(tmp_path / "r"), *TINY, *args)
+    result = run_here("train.py", "--data-dir", mnist_root, "--run-dir", str(tmp_path / "r"), *tiny(), *args)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from diffusion import Pipeline, media, style, write
 from diffusion.classifier import class_probabilities, load_classifier
@@ -101,13 +100,13 @@ def wider_hands(data_dir: str, seed: int = 1) -> tuple[torch.Tensor, list[int]]:
     class) and 10 pen drawings."""
     images, labels = load_mnist(data_dir, train=False)
     generator, camera = random.Random(seed), np.random.default_rng(seed)
-    pictures, digits = [], []
+    pictures = []
     for digit in range(10):
         for k, index in enumerate((labels == digit).nonzero()[4:6, 0].tolist()):
             leaning = style.shear(to_model_range(images[index:index + 1]), [(-1) ** k * generator.uniform(0.5, 0.9)])
             big = F.interpolate((leaning + 1) / 2, size=(CANVAS, CANVAS), mode="bicubic")[0, 0].numpy()
             pen = generator.uniform(36, 48) if digit % 2 == k else generator.uniform(5, 9)
-            redrawn = thinned(big > 0.5, pen)
+            redrawn = photo_survey.thinned(big > 0.5, pen)
             pictures.append(to_model_input(Image.fromarray((255 * (1 - redrawn)).round().astype(np.uint8)))[0])
     for digit in range(10):
         width = generator.randrange(4, 9) if digit % 2 else generator.randrange(34, 49)
@@ -119,16 +118,6 @@ def wider_hands(data_dir: str, seed: int = 1) -> tuple[torch.Tensor, list[int]]:
         drawing = pen_drawing(digit, generator.uniform(-0.4, 0.4), generator.randrange(10, 32))
         pictures.append(to_model_input(photo_survey.photo("phone photo", drawing, camera))[0])
     return torch.cat(pictures), [d for d in range(10) for _ in range(2)] + list(range(10)) * 3
-
-
-def thinned(inked: np.ndarray, pen: float) -> np.ndarray:
-    """Strokes (a mask) redrawn with a pen `pen` px wide down their middle: within pen / 2 of their
-    ridge, where the distance to the paper peaks across the stroke (it falls by about 1 px a pixel
-    across a stroke, and slowly along its middle)."""
-    depth = ndimage.distance_transform_edt(inked)
-    ridge = inked & (depth >= ndimage.grey_dilation(depth, size=3) - 0.6)
-    near = ndimage.distance_transform_edt(~ridge) <= pen / 2
-    return ndimage.gaussian_filter(near.astype(np.float32), 0.7).clip(0, 1)
 
 
 def accuracy(classifier, images: torch.Tensor, digits) -> float:

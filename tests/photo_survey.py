@@ -1,7 +1,7 @@
 """Photos of handwriting: the figures on photos in docs/edits-and-morphs.md, measured on the shipped
 weights with photo-like pictures made here from MNIST's test digits and printed digits.
 
-    MNIST_ROOT=../shared/data python -m tests.photo_survey       # about 12 minutes on 2 CPU cores
+    MNIST_ROOT=../shared/data python -m tests.photo_survey       # about 50 minutes on 2 CPU cores
 
 Each picture is a page seen by a phone: paper (its colour times the light falling on it) with a
 digit written on it in pen or pencil, then the camera's noise and a JPEG. Every picture has a

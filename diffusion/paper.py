@@ -29,6 +29,7 @@ LIGHT_BLOCKS = 4
 # upright (a page seen askew), thinner than THIN of the picture's longer side, with RULED of the
 # strongest darkness or more along SPAN of their length across the picture.
 RULINGS, TILT, THIN, RULED, SPAN = 2, 10, 0.01, 0.2, 0.9
+ANGLE_STEP = 0.25  # degrees between the angles tried; lines within a degree are parallel
 # What is left of them: pieces of ink with ALONG of their pixels near them.
 ALONG = 0.9
 # Printed lines: thin pieces that run off the picture's edge, or are straight and LINE of its side long;
@@ -137,34 +138,44 @@ def on_ruled_lines(dark: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inked = dark > RULED * np.percentile(dark, 99.9)
     height, width = inked.shape[0] // 2 * 2, inked.shape[1] // 2 * 2
     half = inked[:height, :width].reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
-    thin = max(round(THIN * max(inked.shape)), 2)  # px: the thickest a line's ink is across it
+    found = on_level_lines(half), on_level_lines(half.T).T
+    if not (found[0].any() or found[1].any()):
+        return np.zeros_like(inked), np.zeros_like(inked)
+    thin = line_thickness(inked.shape)
     level, upright = np.ones((2 * thin + 1, 1), bool), np.ones((1, 2 * thin + 1), bool)
     on, near = [], []  # on each kind of line (its band, and a pixel more for its blurred edge), and near it
-    for lines, across in ((on_level_lines(half), level), (on_level_lines(half.T).T, upright)):
+    for lines, across in zip(found, (level, upright)):
         on_lines = np.zeros_like(inked)
         on_lines[:height, :width] = lines.repeat(2, axis=0).repeat(2, axis=1)
-        on.append(ndimage.binary_dilation(on_lines, np.ones(np.minimum(across.shape, 3), bool)) if lines.any() else on_lines)
-        near.append(ndimage.binary_dilation(on_lines, across) if lines.any() else on_lines)
+        on.append(ndimage.binary_dilation(on_lines, np.ones(np.minimum(across.shape, 3), bool)))
+        near.append(ndimage.binary_dilation(on_lines, across))
     # A stroke is ink thick across a line, apart from the other lines (a grid's crossings).
-    lines_alone = [on[k] & ~ndimage.binary_opening(inked & ~on[1 - k], across) if on[k].any() else on[k]
-                   for k, across in enumerate((level, upright))]
+    lines_alone = [on[k] & ~ndimage.binary_opening(inked & ~on[1 - k], across) for k, across in enumerate((level, upright))]
     return lines_alone[0] | lines_alone[1], near[0] | near[1]
+
+
+def line_thickness(shape: tuple[int, ...]) -> int:
+    """The thickest a ruled line's ink is across it, in px, in a picture of this shape: THIN of its longer side."""
+    return max(round(THIN * max(shape)), 2)
 
 
 def on_level_lines(inked: np.ndarray) -> np.ndarray:
     """The inked pixels on RULINGS or more parallel lines within TILT degrees of level, each inked
     along SPAN of its length in the picture (at least half the picture's width: not a corner's short
-    cut) and THIN: a Hough transform, y = offset + x tan(angle), angles a quarter of a degree apart,
-    in bands two pixels wide. Lines found at neighbouring angles are one line; parallel lines are
+    cut) and THIN: a Hough transform, y = offset + x tan(angle), angles ANGLE_STEP apart, in bands
+    two pixels wide. Lines found at neighbouring angles are one line; parallel lines are
     those within a degree of one another."""
     height, width = inked.shape
     ys, xs = np.nonzero(inked)
-    slopes = np.tan(np.radians(np.arange(-TILT, TILT + 0.125, 0.25)))
+    slopes = np.tan(np.radians(np.arange(-TILT, TILT + ANGLE_STEP / 2, ANGLE_STEP)))
     bands = [level_bands(ys, xs, slope, inked.shape) for slope in slopes]
     lines = np.array([np.count_nonzero(band[1:] & ~band[:-1]) for band in bands])
+    within = round(1 / ANGLE_STEP)  # steps in a degree
     found = np.zeros(len(ys), bool)
     for k, (band, slope) in enumerate(zip(bands, slopes)):
-        if lines[max(k - 4, 0):k + 5].max() >= RULINGS:
+        if lines[max(k - within, 0):k + within + 1].max() >= RULINGS:
+            # Each pixel's band is found again, not kept from level_bands: kept for every angle,
+            # they would be the largest arrays here.
             found |= (band | np.roll(band, 1))[band_offsets(ys, xs, slope, width)]
     mask = np.zeros_like(inked)
     mask[ys[found], xs[found]] = True
@@ -180,7 +191,7 @@ def level_bands(ys: np.ndarray, xs: np.ndarray, slope: float, shape: tuple[int, 
     """For each band of band_offsets and the next (two pixels wide): whether it is a line, inked
     (ys, xs) along SPAN of its length, at least half the width, and THIN (the bands beside it are not)."""
     height, width = shape
-    thin = max(round(THIN * max(shape)), 2)
+    thin = line_thickness(shape)
     lowest = min(0.0, -slope * (width - 1))
     offsets = band_offsets(ys, xs, slope, width)
     hit = np.zeros((int(height - lowest + abs(slope) * width) + 2, width), bool)  # offset by column
@@ -199,9 +210,9 @@ def level_bands(ys: np.ndarray, xs: np.ndarray, slope: float, shape: tuple[int, 
 def without_pieces_along(amount: np.ndarray, near_lines: np.ndarray) -> np.ndarray:
     """Ink without the pieces, connected where inked, that lie ALONG or more near a ruled page's
     lines: what is left of a line where it was fainter or bent, not a digit's stroke, which leaves them."""
-    pieces, count = ndimage.label(amount > 0)
-    if count == 0 or not near_lines.any():
+    if not near_lines.any():
         return amount
+    pieces, count = ndimage.label(amount > 0)
     along = ndimage.mean(near_lines, pieces, np.arange(1, count + 1)) >= ALONG
     return np.where(np.concatenate([[False], along])[pieces], 0, amount)
 

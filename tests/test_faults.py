@@ -5,17 +5,20 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from safetensors.torch import save_file
 
@@ -175,6 +178,29 @@ def test_a_browser_that_leaves_while_another_request_shares_the_model_stops_its_
     assert rows_of(passes, 3) == left_at, "and made no step after it was closed"
     expected = library_image(shipped_pipeline, [7], **{key: value for key, value in staying.items() if key != "digit"})
     np.testing.assert_array_equal(iio.imread(final["output"]["data"][3]["path"]), expected)
+
+
+def test_an_upload_cut_off_midway_is_deleted_and_logged_in_one_line(served_app, served_app_log):
+    """A tab closed while its drawing uploads: what had arrived of it is deleted, not kept in the
+    upload folder for good, and the server's log says so in one line, without a traceback."""
+    marker = uuid.uuid4().hex.encode()
+    logged_before = len(served_app_log.read_text())
+    uploads = Path(get_upload_folder())
+
+    def arrived() -> bool:
+        return any(marker in f.read_bytes() for f in uploads.iterdir() if f.is_file())
+
+    address = urlsplit(served_app)
+    part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="digit.png"\r\n\r\n' + marker * 4096
+    with socket.create_connection((address.hostname, address.port)) as sender:
+        sender.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000000\r\n"
+                       b"Content-Type: multipart/form-data; boundary=b\r\n\r\n%s" % (address.netloc.encode(), part))
+        wait_until(arrived, "the upload's first part in the upload folder")
+    wait_until(lambda: "an upload was cut off" in served_app_log.read_text()[logged_before:],
+               "a line in the log about the cut-off upload")
+    assert not arrived(), "the part that had arrived is deleted"
+    logged = served_app_log.read_text()[logged_before:]
+    assert "Traceback" not in logged and len(logged.strip().splitlines()) == 1, logged
 
 
 def test_a_full_disk_is_a_clear_error_and_the_app_serves_on(in_process_app, monkeypatch):

@@ -15,7 +15,7 @@ from diffusion import Pipeline, edit
 from . import draw, forward, generate, guidance, learned, morph, repair, tools, write
 from .editing import Editing
 from .page import CSS, HEAD, THEME
-from .server import refuse_malformed_values, sessions_without_deep_links
+from .server import delete_cut_off_uploads, refuse_malformed_values, sessions_without_deep_links
 from .shared import Context
 
 # Requests sampling at the same time share the model's forward passes (diffusion/batching.py): a
@@ -48,6 +48,7 @@ def build_app(pipe: Pipeline, max_runs_at_once: int = MAX_RUNS_AT_ONCE, max_queu
     # Gradio deletes the frames, GIFs and PNGs it served once they are cache_ttl_s old; no analytics.
     delete_cache = (min(600, cache_ttl_s), cache_ttl_s)
     sessions_without_deep_links()
+    delete_cut_off_uploads()
     with gr.Blocks(title="MNIST diffusion", delete_cache=delete_cache, analytics_enabled=False) as app:
         context = Context(pipe, app.GRADIO_CACHE, clock)
         gr.HTML('<a class="skip-link" href="#">Skip to the controls</a>', js_on_load=None, padding=False, elem_id="skip")

@@ -1,6 +1,6 @@
 """What serving the page needs before it starts: a port that can be listened on, memory pools,
-a lighter state for each session, refusals logged in a line, and Gradio's own checks of a request's
-values answered as refusals."""
+a lighter state for each session, refusals logged in a line, uploads cut off midway deleted, and
+Gradio's own checks of a request's values answered as refusals."""
 
 import argparse
 import ctypes
@@ -9,6 +9,7 @@ import inspect
 import logging
 import socket
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -16,6 +17,8 @@ import pydantic
 from gradio import state_holder
 from gradio.components.api_component import Api
 from gradio.exceptions import InvalidPathError
+from gradio.route_utils import GradioMultiPartParser, MultiPartException
+from starlette.requests import ClientDisconnect
 
 from .shared import Refusal, described, log
 
@@ -88,12 +91,39 @@ def sessions_without_deep_links() -> None:
     state_holder.SessionState = SessionStateWithoutDeepLinks
 
 
+def delete_cut_off_uploads() -> None:
+    """An upload whose sender leaves midway (a tab closed, a phone out of signal): Gradio kept the
+    part that had arrived in its upload folder for good (delete_cache knows only finished files),
+    up to max_file_size each time, and logged a traceback. Here that part is deleted, and the log
+    says so in one line. For every Gradio server in this process."""
+    parse = GradioMultiPartParser.parse
+    if getattr(parse, "deletes_cut_off_uploads", False):
+        return
+
+    async def parse_deleting_what_was_cut_off(parser: GradioMultiPartParser):
+        try:
+            return await parse(parser)
+        except ClientDisconnect:
+            for part in parser._files_to_close_on_error:  # as Gradio's parse does for a malformed upload
+                part.close()
+                Path(part.name).unlink(missing_ok=True)
+            if parser.upload_progress is not None:
+                parser.upload_progress.set_done(parser.upload_id)
+            log.info("an upload was cut off (its sender left midway): what had arrived is deleted")
+            raise MultiPartException("the upload was cut off before it had all arrived") from None
+
+    parse_deleting_what_was_cut_off.deletes_cut_off_uploads = True
+    GradioMultiPartParser.parse = parse_deleting_what_was_cut_off
+
+
 def log_refusals() -> None:
-    """Each refusal, one line on standard output (shared.Refusal); Gradio prints real faults' tracebacks."""
+    """Each refusal (shared.Refusal) and each upload cut off, one line on standard output; Gradio prints
+    real faults' tracebacks."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # else printed twice once a library's logging.info() gives the root logger a handler
 
 
 def refuse_malformed_values(blocks: gr.Blocks) -> None:

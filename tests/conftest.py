@@ -3,6 +3,7 @@ import io
 import math
 import os
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -66,14 +67,17 @@ def run_script(*args: str, timeout: float = 300, **kwargs) -> subprocess.Complet
 
 
 def run_here(*args: str) -> subprocess.CompletedProcess:
-    """`python <args>` (a script, or -m and a module) run in this process, its output captured: how a
-    command refuses bad arguments, without a new interpreter importing PyTorch again (2-3 s a run)."""
+    """`python <args>` (a script, or -m and a module) run in this process, its output captured: the
+    command as a user runs it, without a new interpreter importing PyTorch again (3-4 s a run, 3 s
+    more for a command that trains). What a script may change in the process is put back: the
+    signal handlers (train.py's turn Ctrl-C into a flag) and PyTorch's random state."""
     stdout, stderr, argv, status = io.StringIO(), io.StringIO(), sys.argv, 0
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     module = args[1] if args[0] == "-m" else None
     sys.argv = [module or args[0], *args[2 if module else 1:]]
     try:
         with (contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), contextlib.chdir(ROOT),
-              warnings.catch_warnings()):
+              warnings.catch_warnings(), torch.random.fork_rng()):
             warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)  # runpy, on a module imported before
             if module:
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -85,6 +89,8 @@ def run_here(*args: str) -> subprocess.CompletedProcess:
             print(e.code, file=stderr)  # as Python prints it on the way out
     finally:
         sys.argv = argv
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())
 
 

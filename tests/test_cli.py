@@ -19,7 +19,7 @@ from .conftest import SHIPPED_WEIGHTS, run_here, run_script
 
 def test_sample_cli_writes_npz_grid_and_gif(tmp_path):
     out, grid, gif = tmp_path / "s.npz", tmp_path / "g.png", tmp_path / "p.gif"
-    result = run_script("-m", "diffusion.sample", "--digits", "3,7", "--per-digit", "2", "--sampler", "ddim",
+    result = run_here("-m", "diffusion.sample", "--digits", "3,7", "--per-digit", "2", "--sampler", "ddim",
                         "--steps", "4", "--seed", "1", "--out", str(out), "--grid", str(grid), "--gif", str(gif))
     assert result.returncode == 0, result.stderr
     with np.load(out) as data:
@@ -41,7 +41,7 @@ def test_sample_cli_writes_npz_grid_and_gif(tmp_path):
 
 def test_sample_cli_gif_of_a_big_batch_shows_the_first_samples_of_each_digit_at_the_apps_pace(tmp_path):
     gif = tmp_path / "big.gif"
-    result = run_script("-m", "diffusion.sample", "--digits", "0-9", "--per-digit", "12", "--steps", "2",
+    result = run_here("-m", "diffusion.sample", "--digits", "0-9", "--per-digit", "12", "--steps", "2",
                         "--out", str(tmp_path / "s.npz"), "--gif", str(gif))
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "s.npz") as data:
@@ -56,7 +56,7 @@ def test_sample_cli_gif_of_a_big_batch_shows_the_first_samples_of_each_digit_at_
 
 def test_sample_cli_writes_what_the_classifier_reads_at_each_step(tmp_path):
     readings = tmp_path / "r.csv"
-    result = run_script("-m", "diffusion.sample", "--digits", "3,7", "--steps", "4", "--seed", "2",
+    result = run_here("-m", "diffusion.sample", "--digits", "3,7", "--steps", "4", "--seed", "2",
                         "--out", str(tmp_path / "s.npz"), "--probabilities", str(readings))
     assert result.returncode == 0, result.stderr
     with open(readings, newline="") as f:
@@ -98,7 +98,7 @@ def test_sample_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, a
 
 def test_morph_cli_writes_the_row_and_the_loop(tmp_path):
     row, gif = tmp_path / "row.png", tmp_path / "m.gif"
-    result = run_script("-m", "diffusion.morph", "--start", "1:0", "--end", "7:0", "--frames", "5",
+    result = run_here("-m", "diffusion.morph", "--start", "1:0", "--end", "7:0", "--frames", "5",
                         "--row", str(row), "--gif", str(gif))
     assert result.returncode == 0, result.stderr
     assert re.search(r"reads the frames as: 1 .* 7$", result.stdout.splitlines()[0]), result.stdout
@@ -127,7 +127,7 @@ def test_morph_cli_bad_arguments_exit_with_one_line_naming_the_flag(tmp_path, ar
 def test_evaluate_says_when_each_digit_is_decided(tmp_path):
     pipe = Pipeline.load(device="cpu")  # its fitted schedule, stretched to 3 steps
     out = tmp_path / "decided.json"
-    result = run_script("-m", "diffusion.evaluate", "--when-decided", "--per-digit", "2", "--samplers", "dpmpp:3",
+    result = run_here("-m", "diffusion.evaluate", "--when-decided", "--per-digit", "2", "--samplers", "dpmpp:3",
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
     [decided] = json.loads(out.read_text())["results"]
@@ -142,7 +142,7 @@ def test_evaluate_says_when_each_digit_is_decided(tmp_path):
 @pytest.mark.slow
 def test_evaluate_cli_reports_accuracy_and_frechet_distance(tmp_path, mnist_root):
     out = tmp_path / "r.json"
-    result = run_script("-m", "diffusion.evaluate", "--data-dir", mnist_root, "--per-digit", "3",
+    result = run_here("-m", "diffusion.evaluate", "--data-dir", mnist_root, "--per-digit", "3",
                         "--samplers", "dpmpp:4", "--guidance", "1.5", "--guidance-interval", "all,0-0",
                         "--out", str(out), "--table", str(tmp_path / "t.md"))
     assert result.returncode == 0, result.stderr
@@ -168,7 +168,7 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
     sampler's first size (ten digits) is measured once, and its later size (one) is skipped on the
     estimate that measurement gives."""
     out = tmp_path / "bench.json"
-    result = run_script("-m", "diffusion.bench", "--samplers", "dpmpp:2,ddpm:50", "--sizes", "10,1", "--repeats", "2",
+    result = run_here("-m", "diffusion.bench", "--samplers", "dpmpp:2,ddpm:50", "--sizes", "10,1", "--repeats", "2",
                         "--budget", "0.000001", "--vs", "weights/mnist-diffusion.safetensors", "--out", str(out))
     assert result.returncode == 0, result.stderr
     bench = json.loads(out.read_text())
@@ -232,14 +232,14 @@ def test_edit_cli_finishes_a_drawing_and_repairs_it(tmp_path):
     bottom.paste(255, (0, 255, 800, 800))
     bottom.save(mask)
     out, gif, model_input = tmp_path / "out.png", tmp_path / "out.gif", tmp_path / "input.png"
-    result = run_script("-m", "diffusion.edit", "draw", str(picture), "--out", str(out), "--gif", str(gif),
+    result = run_here("-m", "diffusion.edit", "draw", str(picture), "--out", str(out), "--gif", str(gif),
                         "--input", str(model_input))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "the picture reads as a 3"
     assert iio.imread(out).shape == iio.imread(model_input).shape == (280, 280)
     with Image.open(gif) as animation:
         assert animation.n_frames >= 48
-    result = run_script("-m", "diffusion.edit", "repair", str(picture), "--mask", str(mask), "--digit", "3",
+    result = run_here("-m", "diffusion.edit", "repair", str(picture), "--mask", str(mask), "--digit", "3",
                         "--out", str(out))
     assert result.returncode == 0 and f"wrote {out}" in result.stdout, result.stderr
 
@@ -272,7 +272,7 @@ def test_tune_write_stores_the_fit_as_the_weights_recommendation(tmp_path):
     copy = tmp_path / "weights.safetensors"
     shutil.copy(SHIPPED_WEIGHTS, copy)
     before = SHIPPED_WEIGHTS.read_bytes()
-    result = run_script("-m", "diffusion.tune", "--weights", str(copy), "--steps", "3", "--per-digit", "1", "--write")
+    result = run_here("-m", "diffusion.tune", "--weights", str(copy), "--steps", "3", "--per-digit", "1", "--write")
     assert result.returncode == 0, result.stderr
     fitted = re.search(r"^fitted timesteps \[([\d, ]+)\]: error ([\d.]+) -> ([\d.]+)", result.stdout, re.M)
     assert fitted, result.stdout
@@ -296,7 +296,7 @@ def test_tune_write_stores_the_fit_as_the_weights_recommendation(tmp_path):
 @pytest.mark.slow  # needs MNIST, and half a minute
 def test_classifier_cli_trains_weights_that_read_digits(tmp_path, mnist_root):
     architecture, out = "convnet", tmp_path / "classifier.safetensors"
-    result = run_script("-m", "diffusion.classifier", "--data-dir", mnist_root, "--epochs", "2", "--subset", "2048",
+    result = run_here("-m", "diffusion.classifier", "--data-dir", mnist_root, "--epochs", "2", "--subset", "2048",
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()[:2]] == ["epoch 1/2", "epoch 2/2"]
@@ -315,7 +315,7 @@ def test_classifier_cli_trains_weights_that_read_digits(tmp_path, mnist_root):
 @pytest.mark.slow  # needs MNIST
 def test_the_second_judge_trains_as_a_resnet_and_the_shipped_one_reads_as_its_file_says(tmp_path, mnist_root):
     out = tmp_path / "resnet.safetensors"
-    result = run_script("-m", "diffusion.classifier", "--architecture", "resnet", "--seed", "1", "--data-dir", mnist_root,
+    result = run_here("-m", "diffusion.classifier", "--architecture", "resnet", "--seed", "1", "--data-dir", mnist_root,
                         "--epochs", "1", "--subset", "256", "--out", str(out))
     assert result.returncode == 0, result.stderr
     _, metadata = load_safetensors(out)

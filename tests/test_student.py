@@ -17,7 +17,7 @@ from diffusion.pipeline import save_weights
 from diffusion.schedule import NoiseSchedule, ScheduleConfig, distillation_loss
 from diffusion.unet import UNet
 
-from .conftest import STUDENT_WEIGHTS, TINY_UNET, run_here, run_script
+from .conftest import STUDENT_WEIGHTS, TINY_UNET, run_here
 
 NULL = TINY_UNET.null_label
 
@@ -68,7 +68,7 @@ def test_train_distills_a_student_that_keeps_its_teachers_settings(tmp_path, mni
     teacher_path = tmp_path / "teacher.safetensors"
     recommended = SamplingConfig(sampler="ddim", steps=5, guidance_scale=2.0)
     save_weights(teacher_path, UNet(TINY_UNET), ScheduleConfig(num_timesteps=100), recommended, {"steps": 0})
-    result = run_script("train.py", "--distill-from", str(teacher_path), "--data-dir", mnist_root, "--subset", "64",
+    result = run_here("train.py", "--distill-from", str(teacher_path), "--data-dir", mnist_root, "--subset", "64",
                         "--batch-size", "32", "--max-steps", "2", "--run-dir", str(tmp_path / "run"),
                         "--out", str(tmp_path / "student.safetensors"))
     assert result.returncode == 0, result.stderr

@@ -29,7 +29,7 @@ def train_args(tmp_path, name, steps, **settings):
 def straight_run(tmp_path_factory, mnist_root):
     """Weights from a run of STEPS steps that nothing interrupted."""
     tmp_path = tmp_path_factory.mktemp("straight")
-    straight = run_script(*train_args(tmp_path, "straight", STEPS), "--data-dir", mnist_root)
+    straight = run_here(*train_args(tmp_path, "straight", STEPS), "--data-dir", mnist_root)
     assert straight.returncode == 0, straight.stderr
     assert (tmp_path / "straight" / "samples_epoch001.png").exists()
     return tmp_path / "straight.safetensors"
@@ -90,7 +90,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, mnist_root, 
 def test_a_run_shows_its_progress_in_its_folder(tmp_path, mnist_root):
     """The loss history, its plot, the ten digits at each sample point (0, 50 and the last), and
     with --snapshots the weights there. Small batches, one epoch and one checkpoint, to be quick."""
-    result = run_script(*train_args(tmp_path, "run", 60, batch_size=8, subset=1024, checkpoint_every=60),
+    result = run_here(*train_args(tmp_path, "run", 60, batch_size=8, subset=1024, checkpoint_every=60),
                         "--data-dir", mnist_root, "--snapshots")
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
@@ -131,9 +131,9 @@ def test_sample_points_are_geometric_and_end_at_the_last_step():
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, mnist_root):
-    first = run_script(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root)
+    first = run_here(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root)
     assert first.returncode == 0, first.stderr
-    other = run_script(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root, "--lr", "0.5")
+    other = run_here(*train_args(tmp_path, "run", 2), "--data-dir", mnist_root, "--lr", "0.5")
     assert other.returncode == 2 and "other settings (lr differ)" in other.stderr
 
 

@@ -167,8 +167,14 @@ def on_level_lines(inked: np.ndarray) -> np.ndarray:
     those within a degree of one another."""
     height, width = inked.shape
     ys, xs = np.nonzero(inked)
+    # A band two pixels wide from row y holds a column's ink if row y or y + 1 is inked there: the
+    # pairs' rows, -1 to height - 1, are counted once for every angle.
+    pairs = np.zeros((height + 1, width), bool)
+    pairs[:-1] |= inked
+    pairs[1:] |= inked
+    pair_ys, pair_xs = np.nonzero(pairs)
     slopes = np.tan(np.radians(np.arange(-TILT, TILT + ANGLE_STEP / 2, ANGLE_STEP)))
-    bands = [level_bands(ys, xs, slope, inked.shape) for slope in slopes]
+    bands = [level_bands(pair_ys - 1, pair_xs, slope, inked.shape) for slope in slopes]
     lines = np.array([np.count_nonzero(band[1:] & ~band[:-1]) for band in bands])
     within = round(1 / ANGLE_STEP)  # steps in a degree
     found = np.zeros(len(ys), bool)
@@ -187,17 +193,18 @@ def band_offsets(ys: np.ndarray, xs: np.ndarray, slope: float, width: int) -> np
     return np.floor(ys - xs * slope - min(0.0, -slope * (width - 1))).astype(np.int64)
 
 
-def level_bands(ys: np.ndarray, xs: np.ndarray, slope: float, shape: tuple[int, int]) -> np.ndarray:
+def level_bands(pair_ys: np.ndarray, pair_xs: np.ndarray, slope: float, shape: tuple[int, int]) -> np.ndarray:
     """For each band of band_offsets and the next (two pixels wide): whether it is a line, inked
-    (ys, xs) along SPAN of its length, at least half the width, and THIN (the bands beside it are not)."""
+    along SPAN of its length, at least half the width, and THIN (the bands beside it are not). The
+    ink is given as pairs of rows, one pixel (pair_ys, pair_xs) for each pair inked in a column."""
     height, width = shape
     thin = line_thickness(shape)
     lowest = min(0.0, -slope * (width - 1))
-    offsets = band_offsets(ys, xs, slope, width)
-    hit = np.zeros((int(height - lowest + abs(slope) * width) + 2, width), bool)  # offset by column
-    hit[offsets, xs] = True
-    covered = (hit | np.roll(hit, -1, axis=0)).sum(axis=1)  # columns inked at offset k or k + 1
-    starts = np.arange(len(hit)) + lowest  # each offset's line: x where 0 <= start + x slope <= height - 1
+    count = int(height - lowest + abs(slope) * width) + 2
+    # Columns inked in each band; the band above the first (the pair of rows -1 and 0) is counted
+    # as the last, which is empty, as the bands beside a band are found round the end (np.roll).
+    covered = np.bincount(band_offsets(pair_ys, pair_xs, slope, width) % count, minlength=count)
+    starts = np.arange(count) + lowest  # each offset's line: x where 0 <= start + x slope <= height - 1
     if slope:
         ends = ((0 - starts) / slope, (height - 1 - starts) / slope)
         length = np.maximum(np.minimum(np.maximum(*ends), width - 1) - np.maximum(np.minimum(*ends), 0) + 1, 0)

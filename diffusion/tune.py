@@ -116,6 +116,9 @@ def main() -> None:
                    help="timesteps to start the fit from, from T-1 down, e.g. 999,960,777 (default: the weights' "
                         "fitted ones for this step count, else even spacing)")
     p.add_argument("--per-digit", type=int, default=30, help="starting noises of each digit (default 30)")
+    p.add_argument("--reference-steps", type=int, default=100,
+                   help="steps of the reference the fit comes close to (default 100: near the exact solution of "
+                        "the sampler's ODE; fewer, a quicker and rougher fit)")
     p.add_argument("--device", type=cli.device, help=cli.DEVICE_HELP)
     p.add_argument("--teacher", help="the weights a student (--weights) learned from: measure the scales its inputs act "
                                      "as, rather than fit timesteps")
@@ -151,7 +154,11 @@ def main() -> None:
         settings = replace(settings, timesteps=None)  # fitted for another step count: start from even spacing
     cli.check_sweep(p, pipe, [(settings.sampler, settings.steps)], [settings.guidance_scale],
                     guidance_intervals=[settings.guidance_interval])
-    timesteps, facts = fit_timesteps(pipe, settings, args.per_digit, log=lambda message: print(message, flush=True))
+    if not settings.steps < args.reference_steps <= pipe.schedule.num_timesteps:
+        p.error(f"--reference-steps must be more than the {settings.steps} steps fitted, and at most "
+                f"{pipe.schedule.num_timesteps}, not {args.reference_steps}")
+    timesteps, facts = fit_timesteps(pipe, settings, args.per_digit, reference_steps=args.reference_steps,
+                                     log=lambda message: print(message, flush=True))
     fitted = replace(settings, timesteps=tuple(timesteps))
     print(f"fitted timesteps {list(timesteps)}: error {facts['error_before']:.6f} -> {facts['error_after']:.6f} "
           f"({facts['samples']} samples, {facts['seconds']:.0f} s)")

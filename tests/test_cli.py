@@ -214,6 +214,7 @@ def test_bench_measures_each_cell_and_compares(tmp_path):
      "--classifiers must be of different architectures"),
     ("diffusion.tune", ["--start", "999,500,600"], "--start must be 3 distinct timesteps from 999 down"),
     ("diffusion.tune", ["--sampler", "ddpm"], "--sampler must be deterministic"),
+    ("diffusion.tune", ["--steps", "9", "--reference-steps", "9"], "--reference-steps must be more than the 9 steps fitted"),
     ("diffusion.tune", ["--teacher", "weights/mnist-diffusion.safetensors"], "is not a student (train.py --distill-from"),
     ("diffusion.classifier", ["--epochs", "0"], "--epochs must be at least 1"),
     ("diffusion.classifier", ["--subset", "100"], "--subset must be at least 128, one batch"),
@@ -272,7 +273,8 @@ def test_tune_write_stores_the_fit_as_the_weights_recommendation(tmp_path):
     copy = tmp_path / "weights.safetensors"
     shutil.copy(SHIPPED_WEIGHTS, copy)
     before = SHIPPED_WEIGHTS.read_bytes()
-    result = run_here("-m", "diffusion.tune", "--weights", str(copy), "--steps", "3", "--per-digit", "1", "--write")
+    result = run_here("-m", "diffusion.tune", "--weights", str(copy), "--steps", "3", "--per-digit", "1",
+                      "--reference-steps", "20", "--write")
     assert result.returncode == 0, result.stderr
     fitted = re.search(r"^fitted timesteps \[([\d, ]+)\]: error ([\d.]+) -> ([\d.]+)", result.stdout, re.M)
     assert fitted, result.stdout
@@ -285,7 +287,8 @@ def test_tune_write_stores_the_fit_as_the_weights_recommendation(tmp_path):
     assert (config.sampler, config.guidance_scale, config.guidance_interval) == (
         recommended.sampler, recommended.guidance_scale, recommended.guidance_interval)
     fit = tuned.metadata["sampling_fit"]
-    assert fit["command"] == f"python -m diffusion.tune --weights {copy} --steps 3 --per-digit 1 --write"
+    assert fit["command"] == f"python -m diffusion.tune --weights {copy} --steps 3 --per-digit 1 --reference-steps 20 --write"
+    assert fit["reference_steps"] == 20
     assert fit["samples"] == 10 and (f"{fit['error_before']:.6f}", f"{fit['error_after']:.6f}") == fitted.group(2, 3)
     assert fit["error_after"] < fit["error_before"]
     for name, tensor in shipped.model.state_dict().items():

@@ -7,8 +7,6 @@ import json
 import math
 import re
 import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from webapp.repair import PAINTED, Repair
 from webapp.shared import Context
 from webapp.write import Write
 
-from .conftest import ROOT, STUDENT_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, wait_until
+from .conftest import STUDENT_WEIGHTS, free_port, generate_handlers, library_image, record_labels, rows_of, run_here, wait_until
 from .test_edit import three_drawn_in_a_corner
 from . import photo_survey
 from .test_photos import FixedReading
@@ -529,20 +527,18 @@ def test_a_bad_flag_or_a_taken_port_is_one_line_naming_the_flag(args, message):
     assert "Loading" not in result.stdout, "refused before the weights load"
 
 
-def test_startup_says_what_it_is_doing_and_where_it_serves():
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = [process.stdout.readline() for _ in range(4)]
-    finally:
-        process.terminate()
-        rest = process.communicate(timeout=60)[0]
+def test_startup_says_what_it_is_doing_and_where_it_serves(served_app, served_app_log):
+    """`python app.py --mcp`, as served_app started it: each stage in a line, then where it serves,
+    and nothing else but where the tools for assistants are."""
+    serving = f"Serving on {served_app} (Ctrl-C stops it)"
+    wait_until(lambda: serving in served_app_log.read_text(), "the line saying where the app serves")
+    lines = served_app_log.read_text().splitlines()
     assert lines[0].startswith("Starting the MNIST diffusion demo: loading PyTorch and Gradio")
     assert lines[1].startswith("Loading ") and "mnist-diffusion.safetensors" in lines[1]
-    assert lines[2] == "Loaded the model on cpu.\n"
-    assert lines[3] == f"Serving on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
-    assert "share=True" not in "".join(lines) + rest
+    assert lines[2] == "Loaded the model on cpu."
+    assert [line for line in lines[3:lines.index(serving)] if line.strip()] == [
+        "🔨 Launching MCP server:", f"* Streamable HTTP URL: {served_app}gradio_api/mcp/"]
+    assert "share=True" not in "\n".join(lines)
 
 
 def as_28x28(png_path: str) -> np.ndarray:

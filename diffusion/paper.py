@@ -196,7 +196,8 @@ def band_offsets(ys: np.ndarray, xs: np.ndarray, slope: float, width: int) -> np
 def level_bands(pair_ys: np.ndarray, pair_xs: np.ndarray, slope: float, shape: tuple[int, int]) -> np.ndarray:
     """For each band of band_offsets and the next (two pixels wide): whether it is a line, inked
     along SPAN of its length, at least half the width, and THIN (the bands beside it are not). The
-    ink is given as pairs of rows, one pixel (pair_ys, pair_xs) for each pair inked in a column."""
+    ink is given as the pairs of rows inked in each column: each pair's upper row (pair_ys, from
+    -1) and its column (pair_xs)."""
     height, width = shape
     thin = line_thickness(shape)
     lowest = min(0.0, -slope * (width - 1))

@@ -27,9 +27,11 @@ def train_args(tmp_path, name, steps, **settings):
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory, mnist_root):
-    """Weights from a run of STEPS steps that nothing interrupted."""
+    """Weights from a run of STEPS steps that nothing interrupted, in a process of its own as the
+    interrupted runs are: in the test's process PyTorch may use another number of threads, which
+    sums in another order."""
     tmp_path = tmp_path_factory.mktemp("straight")
-    straight = run_here(*train_args(tmp_path, "straight", STEPS), "--data-dir", mnist_root)
+    straight = run_script(*train_args(tmp_path, "straight", STEPS), "--data-dir", mnist_root)
     assert straight.returncode == 0, straight.stderr
     assert (tmp_path / "straight" / "samples_epoch001.png").exists()
     return tmp_path / "straight.safetensors"

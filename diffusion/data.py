@@ -29,7 +29,7 @@ def load_mnist(root: str, train: bool = True) -> tuple[torch.Tensor, torch.Tenso
 def read_idx(path: Path) -> np.ndarray:
     """An array of bytes stored as MNIST stores them (the IDX format): two zero bytes, 8 (unsigned
     bytes), the number of dimensions, each dimension's length as a big-endian int32, the bytes.
-    Read directly: torchvision's reader would cost its 2.5 s import in every training run."""
+    Read directly: torchvision's reader would cost its 2.5 s import in every run that reads MNIST."""
     data = path.read_bytes()
     dims = data[3] if len(data) > 3 and data[:3] == b"\0\0\x08" else 0
     header = 4 + 4 * dims

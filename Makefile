@@ -23,8 +23,9 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 run: $(VENV)/.app
 	$(BIN)/python app.py $(ARGS)
 
+# A process per core, up to 4 (pytest-xdist), each test file in one of them (its fixtures set up once).
 test: $(VENV)/.dev tests/node_modules/.package-lock.json $(if $(FULL),system-packages)
-	$(BIN)/python -m pytest $(if $(FULL),,-m "not slow") $(ARGS)
+	$(BIN)/python -m pytest --numprocesses auto --maxprocesses 4 --dist loadfile $(if $(FULL),,-m "not slow") $(ARGS)
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)

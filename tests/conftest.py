@@ -7,11 +7,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 import warnings
 from pathlib import Path
+
+# `make test` runs the tests in a process per core (pytest-xdist's workers). Each worker gets its
+# own Gradio folder, as separate servers would: Gradio deletes an app's files when the app closes,
+# and uploads with the same bytes share one path there. Its compute threads wait for work asleep,
+# not spinning: a spinning thread holds a core the other worker needs (PyTorch's runs took 2-8 times
+# as long here). Both are read when Gradio and PyTorch are imported, so they are set first.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(tempfile.gettempdir()) / f"gradio-{worker}"))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest

@@ -204,7 +204,7 @@ def test_the_guidance_comparison_stops_at_the_largest_scale_a_student_follows(sh
     assert scales_compared(student) == (0.0, 1.0, 1.5, 3.0), "the largest once, where it is one of the scales"
 
 
-def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipeline):
+def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipeline, tiny_pipeline, tmp_path):
     updates = list(tabs.guidance.compare_guidance("2", 5))
     assert [len(rows) for rows in updates] == list(range(1, len(GUIDANCE_SCALES_COMPARED) + 1))
     rows = updates[-1]
@@ -221,7 +221,8 @@ def test_compare_guidance_streams_a_labelled_row_per_scale(tabs, shipped_pipelin
         [2], guidance_scale=1.5, seed=5, samples_per_digit=SAMPLES_COMPARED_OF_ONE_DIGIT,
         guidance_interval=shipped_pipeline.all_timesteps))), 1)
     np.testing.assert_array_equal(pictures[GUIDANCE_SCALES_COMPARED.index(1.5)], expected)
-    all_ten_rows = list(tabs.guidance.compare_guidance("all ten", 5))[-1]
+    # The layout of all ten, which needs no trained model.
+    all_ten_rows = list(Tabs(tiny_pipeline, tmp_path, FakeClock(tick=1.0)).guidance.compare_guidance("all ten", 5))[-1]
     [all_ten] = {decode(row["src"]).shape for row in all_ten_rows}
     assert all_ten == (32, 10 * 30 + 2), "all ten: a row of ten digits per scale"
     assert all("read as asked" in row["label"] and "variety" not in row["label"] for row in all_ten_rows)
@@ -747,19 +748,22 @@ def test_the_write_apis_write_a_number_and_answer_bad_input_clearly(served_app, 
 
 def test_the_server_keeps_a_bounded_number_of_sessions(shipped_pipeline):
     """Gradio keeps each session's latest values, and each API call is a session of its own: served
-    with the app's launch options, more calls than SESSIONS_KEPT leave only SESSIONS_KEPT sessions,
-    each small (webapp.server.SessionStateWithoutDeepLinks)."""
+    with the app's launch options, which bound them to SESSIONS_KEPT, more calls than the bound leave
+    only that many sessions, each small (webapp.server.SessionStateWithoutDeepLinks). The bound is 10
+    here rather than SESSIONS_KEPT (300), for fewer calls."""
+    assert webapp.LAUNCH_OPTIONS["state_session_capacity"] == webapp.SESSIONS_KEPT
+    kept_here = 10
     blocks = webapp.build_app(shipped_pipeline)
     port = free_port()
-    blocks.launch(server_port=port, prevent_thread_lock=True, **webapp.LAUNCH_OPTIONS)
+    blocks.launch(server_port=port, prevent_thread_lock=True, **{**webapp.LAUNCH_OPTIONS, "state_session_capacity": kept_here})
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for _ in range(webapp.SESSIONS_KEPT + 10):
+        for _ in range(kept_here + 10):
             connection.request("POST", "/gradio_api/call/v2/snapshots", "{}", {"Content-Type": "application/json"})
             event_id = json.loads(connection.getresponse().read())["event_id"]
             connection.request("GET", f"/gradio_api/call/v2/snapshots/{event_id}")
             assert b"event: complete" in connection.getresponse().read()
-        assert len(blocks.state_holder.session_data) == webapp.SESSIONS_KEPT
+        assert len(blocks.state_holder.session_data) == kept_here
         kept = sum(len(session.config_values) for session in blocks.state_holder.session_data.values())
         assert kept == 0, "no session keeps a copy of its components' settings and values (for deep links)"
     finally:

@@ -196,12 +196,15 @@ def served_app(served_app_log) -> str:
 @pytest.fixture(scope="module")
 def browser():
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         pytest.fail("the browser test needs Playwright: pip install -e '.[dev]' (or leave the slow tests out: -m 'not slow')")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium on Debian or Ubuntu, or "
                     "set CHROMIUM to a Chromium or Chrome binary (or leave the slow tests out: -m 'not slow')")
+    # An expectation's deadline, as wait_until's, only bounds a hang: Playwright's own 5 s was too
+    # short for Repair's editor to appear with two other processes keeping the cores busy.
+    expect.set_options(timeout=120_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser

@@ -17,8 +17,8 @@ from pathlib import Path
 # `make test` runs the tests in a process per core (pytest-xdist's workers). Each worker gets its
 # own Gradio folder, as separate servers would: Gradio deletes an app's files when the app closes,
 # and uploads with the same bytes share one path there. Its compute threads wait for work asleep,
-# not spinning: a spinning thread holds a core the other worker needs (PyTorch's runs took 2-8 times
-# as long here). Both are read when Gradio and PyTorch are imported, so they are set first.
+# not spinning: a spinning thread holds a core the other worker needs (the everyday suite took
+# four times as long here). Both are read when Gradio and PyTorch are imported, so they are set first.
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(tempfile.gettempdir()) / f"gradio-{worker}"))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -40,6 +40,7 @@ from diffusion import (
 from diffusion.data import load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
+HANG_S = 120  # the most any wait in the suite lasts: a deadline that only bounds a hang, however busy the machine
 SHIPPED_WEIGHTS = ROOT / "weights" / "mnist-diffusion.safetensors"
 STUDENT_WEIGHTS = ROOT / "weights" / "mnist-student.safetensors"  # guidance distilled into it (train.py --distill-from)
 TINY_UNET = UNetConfig(channels=(8, 16), embedding_dim=16, norm_groups=4)
@@ -139,7 +140,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition, what, timeout: float = 120, poll_s: float = 0.02) -> None:
+def wait_until(condition, what, timeout: float = HANG_S, poll_s: float = 0.02) -> None:
     """Wait until condition() is true. The deadline only bounds a hang, however busy the machine:
     it decides no outcome, and on expiry the test fails saying what never happened (`what`: a
     string, or a function that describes it as things stand then). The one place in the suite
@@ -151,7 +152,7 @@ def wait_until(condition, what, timeout: float = 120, poll_s: float = 0.02) -> N
         time.sleep(poll_s)
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = None, timeout: float = 120) -> None:
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path | None = None, timeout: float = HANG_S) -> None:
     """Wait until `url` answers; fail, with the app's output from `log`, if it exits or takes too long."""
 
     def serving() -> bool:
@@ -202,9 +203,9 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium on Debian or Ubuntu, or "
                     "set CHROMIUM to a Chromium or Chrome binary (or leave the slow tests out: -m 'not slow')")
-    # An expectation's deadline, as wait_until's, only bounds a hang: Playwright's own 5 s was too
-    # short for Repair's editor to appear with two other processes keeping the cores busy.
-    expect.set_options(timeout=120_000)
+    # Playwright's own 5 s was too short for Repair's editor to appear with two other processes
+    # keeping the cores busy: its expectations wait as long as wait_until.
+    expect.set_options(timeout=HANG_S * 1000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser

@@ -43,7 +43,7 @@ FOCUSED = """() => { const e = document.activeElement; const r = e.getBoundingCl
 def wait_for_a_digit_on_the_canvas(page) -> None:
     """Until Draw says a generated digit is on its canvas, and the canvas shows it."""
     from playwright.sync_api import expect
-    expect(page.locator("#draw-announcement")).to_contain_text("on the canvas", timeout=120_000)
+    expect(page.locator("#draw-announcement")).to_contain_text("on the canvas")
     canvases = page.locator("#canvas canvas")
 
     def as_things_stand() -> str:
@@ -91,31 +91,31 @@ def run_in_tab(page, tab: str) -> None:
     from playwright.sync_api import expect
     if tab == "Generate":
         page.locator("#generate").click()
-        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("made in")
         expect(page.locator("#generate")).to_be_enabled()
     elif tab == "How guidance works":
         page.locator("#compare").click()
-        expect(page.locator("#guidance-rows img")).to_have_count(6, timeout=60_000)
+        expect(page.locator("#guidance-rows img")).to_have_count(6)
     elif tab == "Morph":
         page.locator("#morph").click()
-        expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+        expect(page.locator("#morph-status")).to_contain_text("The classifier reads")
     elif tab == "Draw":
         page.locator("#draw-example").click()
         wait_for_a_digit_on_the_canvas(page)
         page.locator("#draw").click()
-        expect(page.locator("#draw-status")).to_contain_text("Finished as a", timeout=60_000)
+        expect(page.locator("#draw-status")).to_contain_text("Finished as a")
     elif tab == "Repair":
         page.locator("#repair-part").get_by_label("bottom half", exact=True).check()
         page.locator("#repair").click()
-        expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
+        expect(page.locator("#repair-status")).to_contain_text("Repaired as a")
     elif tab == "Write a number":
         page.locator("#write").click()
-        expect(page.locator("#write-status")).to_contain_text("written in", timeout=60_000)
+        expect(page.locator("#write-status")).to_contain_text("written in")
     elif tab == "How it learned":
         page.locator("#learned-generate").click()
-        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as", timeout=60_000)
+        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as")
     else:
-        expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
+        expect(page.locator("#forward-details")).to_contain_text("alpha_bar =")
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
@@ -129,15 +129,15 @@ def test_axe_finds_no_serious_violation_on_any_tab(browser, gated_app, axe_sourc
         page.locator("#generate").wait_for()
         for tab in TABS:
             page.get_by_role("tab", name=tab).click()
-            expect(page.locator(TABS[tab])).to_be_visible(timeout=60_000)
+            expect(page.locator(TABS[tab])).to_be_visible()
             for moment in ("before", "during", "after") if tab == "Generate" else ("before", "after"):
                 if moment == "during":  # a run held at its first step: Stop is the live button
                     gate.hold()
                     page.locator("#generate").click()
-                    expect(page.locator("#stop")).to_be_enabled(timeout=60_000)
+                    expect(page.locator("#stop")).to_be_enabled()
                 if moment == "after" and tab == "Generate":  # the held run let through to its end
                     gate.open()
-                    expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+                    expect(page.locator("#status")).to_contain_text("made in")
                     expect(page.locator("#generate")).to_be_enabled()
                 elif moment == "after":
                     run_in_tab(page, tab)
@@ -201,23 +201,23 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         assert focus_ring_drawn(page), "the focused button shows it, at once"
         page.screenshot(path=screenshots / "keyboard-2-generate-focused.png")
         page.keyboard.press("Enter")
-        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("made in")
         expect(page.locator("#status")).to_contain_text("Digit 4")
 
         # Generate hands the focus back when its run ends; Stop has it while a run goes.
         expect(page.locator("#generate")).to_be_focused()
         gate.hold()  # the next run waits at its first forward pass: Stop lands mid-run on any machine
         page.keyboard.press("Enter")
-        expect(page.locator("#stop")).to_be_focused(timeout=60_000)
+        expect(page.locator("#stop")).to_be_focused()
         assert focus_ring_drawn(page), "the focus on Stop shows"
         page.screenshot(path=screenshots / "keyboard-3-stop-focused.png")
         gate.allow(1)  # the run's first step, its preview on the page: the run is under way, held at its second
-        expect(page.locator("#status")).to_contain_text("Step 1 of", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Step 1 of")
         page.keyboard.press("Enter")
         # Stop's own answer disables it: the server has the Stop before the held run may go on.
-        expect(page.locator("#stop")).to_be_disabled(timeout=60_000)
+        expect(page.locator("#stop")).to_be_disabled()
         gate.open()
-        expect(page.locator("#status")).to_contain_text("Stopped at step 2 of", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Stopped at step 2 of")
         expect(page.locator("#generate")).to_be_focused()
 
         # Morph: back to the tab list, and along it.
@@ -226,7 +226,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         presses = press_until(page, lambda f: f["id"] == "morph", "Morph's button")
         report.append(f"Morph {presses} presses of Tab from its tab")
         page.keyboard.press("Enter")
-        expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+        expect(page.locator("#morph-status")).to_contain_text("The classifier reads")
 
         # Draw: no pointer needed to start a drawing.
         open_tab(page, "Draw")
@@ -235,10 +235,10 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         # What a screen reader hears; that the canvas shows the digit is checked where the mouse starts
         # one (run_in_tab). Here, finishing it as a digit shows that the canvas holds it (an empty one
         # is refused), without waiting on the canvas's repaint, which once took over 120 s in a full run.
-        expect(page.locator("#draw-announcement")).to_contain_text("on the canvas", timeout=120_000)
+        expect(page.locator("#draw-announcement")).to_contain_text("on the canvas")
         press_until(page, lambda f: f["id"] == "draw", "Finish my digit")
         page.keyboard.press("Enter")
-        expect(page.locator("#draw-status")).to_contain_text("Finished as a", timeout=60_000)
+        expect(page.locator("#draw-status")).to_contain_text("Finished as a")
 
         # Repair: a part chosen from the keyboard instead of painted.
         open_tab(page, "Repair")
@@ -247,7 +247,7 @@ def test_the_keyboard_alone_runs_generate_stop_morph_draw_and_repair(browser, ga
         expect(page.locator("#repair-part input[value='top half']")).to_be_checked()
         press_until(page, lambda f: f["id"] == "repair", "Repair's button")
         page.keyboard.press("Enter")
-        expect(page.locator("#repair-status")).to_contain_text("Repaired as a", timeout=60_000)
+        expect(page.locator("#repair-status")).to_contain_text("Repaired as a")
         page.screenshot(path=screenshots / "keyboard-4-repaired.png", full_page=True)
     finally:
         gate.open()
@@ -275,13 +275,13 @@ def test_the_keyboard_alone_writes_a_number_and_in_your_hand(browser, gated_app,
         page.screenshot(path=screenshots / "keyboard-5-write-focused.png")
         page.keyboard.press("Enter")
         status = page.locator("#write-status")
-        expect(status).to_contain_text("31 12 in the hand of seed 0: written in", timeout=60_000)
+        expect(status).to_contain_text("31 12 in the hand of seed 0: written in")
         press_until(page, lambda f: f["id"] == "hand-example", "Start from a generated digit")
         page.keyboard.press("Enter")
-        expect(page.locator("#write-announcement")).to_contain_text("on the canvas", timeout=120_000)
+        expect(page.locator("#write-announcement")).to_contain_text("on the canvas")
         press_until(page, lambda f: f["id"] == "write-mine", "Write it in my hand")
         page.keyboard.press("Enter")
-        expect(status).to_contain_text("0123456789 in the hand of your", timeout=60_000)
+        expect(status).to_contain_text("0123456789 in the hand of your")
         expect(page.locator("#write-announcement")).to_contain_text("0123456789 in the hand of your")
         assert focus_ring_drawn(page), "the focus on Write it in my hand shows"
         page.screenshot(path=screenshots / "keyboard-6-written-in-your-hand.png", full_page=True)
@@ -302,11 +302,11 @@ def test_the_keyboard_alone_turns_live_on_and_picks_a_snapshot(browser, gated_ap
         press_until(page, lambda f: focused_on("#live-mode input"), "the Live switch")
         page.keyboard.press("Space")
         picture = page.locator("#denoising img")
-        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*live"), timeout=60_000)
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*live"))
         press_until(page, lambda f: focused_on("#guidance input[type=range]"), "the guidance", "Shift+Tab")
         for _ in range(4):
             page.keyboard.press("ArrowRight")
-        expect(picture).to_have_attribute("alt", re.compile("guidance 2.7 .*live"), timeout=60_000)
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.7 .*live"))
         assert focus_ring_drawn(page)
         page.screenshot(path=screenshots / "keyboard-7-live.png")
         open_tab(page, "How it learned")
@@ -314,7 +314,7 @@ def test_the_keyboard_alone_turns_live_on_and_picks_a_snapshot(browser, gated_ap
         page.keyboard.press("ArrowRight")  # the second snapshot
         press_until(page, lambda f: f["id"] == "learned-generate", "Generate")
         page.keyboard.press("Enter")
-        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as", timeout=60_000)
+        expect(page.locator("#learned-status")).to_contain_text("the classifier reads it as")
         expect(page.locator("#learned-announcement")).to_contain_text("by the model at step")
         assert focus_ring_drawn(page)
         page.screenshot(path=screenshots / "keyboard-8-learned.png", full_page=True)
@@ -340,7 +340,7 @@ def test_a_screen_reader_hears_a_run_start_and_end_not_each_step(browser, gated_
                 .observe(region, {childList: true, subtree: true, characterData: true}); }""")
         page.locator("#sampler").get_by_label("DDIM", exact=True).check()
         page.locator("#generate").click()
-        expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("made in")
         expect(region).to_contain_text("made in")
         said = [text for text in dict.fromkeys(page.evaluate("window.announced")) if text]
         assert len(said) == 2 and said[0].startswith("Waiting") and "made in" in said[1], said
@@ -360,7 +360,7 @@ def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, s
         try:
             page.goto(url)
             page.locator("#generate").click()
-            expect(page.locator("#status")).to_contain_text("made in", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("made in")
             picture, button = page.locator("#denoising img"), page.locator("#denoising .play-pause")
             playing = motion == "no-preference"
             expect(button).to_have_text("Pause animation" if playing else "Play animation")
@@ -372,7 +372,7 @@ def test_animations_pause_and_reduced_motion_shows_a_still(browser, gated_app, s
             # The morph's loop too.
             page.get_by_role("tab", name="Morph").click()
             page.locator("#morph").click()
-            expect(page.locator("#morph-status")).to_contain_text("The classifier reads", timeout=60_000)
+            expect(page.locator("#morph-status")).to_contain_text("The classifier reads")
             loop = page.locator("#morph-figures img").first
             assert loop.get_attribute("src").startswith("data:image/gif" if playing else "data:image/png")
             expect(page.locator("#morph-figures .play-pause")).to_have_text("Pause animation" if playing else "Play animation")

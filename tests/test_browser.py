@@ -101,7 +101,7 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
 
     # The default run: when it ends, the page plays the whole process, looping.
     page.locator("#generate").click()
-    expect(status).to_contain_text("made in", timeout=60_000)
+    expect(status).to_contain_text("made in")
     shoot("2-generate-default-after")
     gif = picture_gif(page)
     durations = [gif.seek(i) or gif.info["duration"] for i in range(gif.n_frames)]
@@ -144,9 +144,9 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     picture_src = picture.get_attribute("src")
     gate.hold()  # so that the page is seen waiting for this run, not still showing the last one's result
     page.locator("#generate").click()
-    expect(status).to_contain_text("Waiting for the model", timeout=60_000)
+    expect(status).to_contain_text("Waiting for the model")
     gate.open()
-    expect(status).to_contain_text("made in", timeout=60_000)
+    expect(status).to_contain_text("made in")
     expect(status).to_contain_text(f"seed {seed} ")
     assert picture.get_attribute("src") == picture_src, "the same seed and settings make the same animation"
     shoot("3b-generate-same-seed-again")
@@ -161,9 +161,9 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     page.locator("#samples input[type=range]").fill("4")
     gate.hold()  # the run waits at its first forward pass until the gate lets it through
     page.locator("#generate").click()
-    expect(status).to_contain_text("Waiting for the model", timeout=60_000)
+    expect(status).to_contain_text("Waiting for the model")
     gate.allow(1)
-    expect(status).to_contain_text("Step 1 of 250", timeout=60_000)
+    expect(status).to_contain_text("Step 1 of 250")
     expect(picture).to_have_attribute("src", re.compile("^data:image/png"))
     picture.scroll_into_view_if_needed()
     on_top = page.evaluate(PICTURE_ON_TOP)
@@ -195,7 +195,7 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     page.locator("#stop").click()
     expect(page.locator("#stop")).to_be_disabled()  # the server has the Stop: the run ends after its step
     gate.open()
-    expect(status).to_contain_text("Stopped at step", timeout=60_000)
+    expect(status).to_contain_text("Stopped at step")
     stopped = picture_gif(page)
     picture.scroll_into_view_if_needed()  # Stop's click brought Stop into view; on a phone the picture is below
     shoot("5-generate-stopped")
@@ -232,9 +232,9 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     page.locator("#end-digit").get_by_label("8", exact=True).check()
     morph_status = page.locator("#morph-status")
     page.locator("#morph").click()
-    expect(morph_status).to_contain_text("Step ", timeout=60_000)
+    expect(morph_status).to_contain_text("Step ")
     shoot("8-morph-during")
-    expect(morph_status).to_contain_text("The classifier reads the frames as: 3", timeout=60_000)
+    expect(morph_status).to_contain_text("The classifier reads the frames as: 3")
     looping, row = page.locator("#morph-figures img").all()
     frames = distinct_frames(picture_gif(page, "#morph-figures img"))
     wait_until_it_plays(looping, "the morph")
@@ -258,7 +258,7 @@ def check(viewport: str, page, gate: Gate, pipe: Pipeline, shoot, report) -> Non
     shoot("8-morph-point")
 
     page.get_by_role("tab", name="Forward process").click()
-    expect(page.locator("#forward-details")).to_contain_text("alpha_bar =", timeout=60_000)
+    expect(page.locator("#forward-details")).to_contain_text("alpha_bar =")
     expect(page.locator("#forward-figures img")).to_have_count(3)
     for image in page.locator("#forward-figures img").all():
         box = image.bounding_box()
@@ -308,8 +308,8 @@ def test_a_full_app_says_busy_and_generate_works_again(browser, shipped_pipeline
         wait_until(lambda: jobs[1].status().code.name == "IN_QUEUE", "the second request taking the waiting place")
         page.goto(url)
         page.locator("#generate").click()
-        expect(page.get_by_text("This application is currently busy")).to_be_visible(timeout=30_000)
-        expect(page.locator("#status")).to_contain_text("Nothing was generated", timeout=30_000)
+        expect(page.get_by_text("This application is currently busy")).to_be_visible()
+        expect(page.locator("#status")).to_contain_text("Nothing was generated")
         expect(page.locator("#generate")).to_be_enabled()
         expect(page.locator("#stop")).to_be_disabled()
         page.screenshot(path=screenshots / f"{viewport}-8-app-full.png")
@@ -376,7 +376,7 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
         status = page.locator("#draw-status")
         page.locator("#draw").click()
         shoot("draw-during")
-        expect(status).to_contain_text("Finished as a 3", timeout=60_000)
+        expect(status).to_contain_text("Finished as a 3")
         shoot("draw-after")
         if os.environ.get("README_ASSETS") and not phone:
             page.screenshot(path=Path(os.environ["README_ASSETS"]) / "app-draw.png")
@@ -409,7 +409,7 @@ def test_drawing_and_repairing_with_a_mouse_or_a_finger(browser, served_app, scr
         status = page.locator("#repair-status")
         page.locator("#repair").click()
         shoot("repair-during")
-        expect(status).to_contain_text("Repaired as a 3", timeout=60_000)
+        expect(status).to_contain_text("Repaired as a 3")
         expect(page.locator("#repair-input figcaption")).to_have_text(["what the model keeps", "the part to fill in"])
         assert page.locator("#repair-picture img").get_attribute("src").startswith("data:image/gif")
         assert no_sideways_scrolling(page)
@@ -430,10 +430,9 @@ def test_repair_says_what_to_do_first(browser, served_app, screenshots, viewport
         page.goto(served_app)
         page.get_by_role("tab", name="Repair").click()
         page.locator("#use-drawing").click()
-        expect(page.get_by_text("finish a drawing in the Draw tab first")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("finish a drawing in the Draw tab first")).to_be_visible()
         page.locator("#repair").click()
-        expect(page.get_by_text("paint over the part of the digit to fill in (or pick a part), then press Repair")).to_be_visible(
-            timeout=60_000)
+        expect(page.get_by_text("paint over the part of the digit to fill in (or pick a part), then press Repair")).to_be_visible()
         page.screenshot(path=screenshots / f"{viewport}-9-repair-too-early.png", full_page=True)
     finally:
         page.close()
@@ -466,9 +465,9 @@ def test_writing_a_number_and_a_row_in_your_hand(browser, served_app, screenshot
         page.locator("#number textarea, #number input").first.fill("27 11 2026")
         status = page.locator("#write-status")
         page.locator("#write").click()
-        expect(status).to_contain_text("Step", timeout=60_000)
+        expect(status).to_contain_text("Step")
         shoot("write-during")
-        expect(status).to_contain_text("27 11 2026 in the hand of seed 0: written in", timeout=60_000)
+        expect(status).to_contain_text("27 11 2026 in the hand of seed 0: written in")
         expect(status).to_contain_text("reads it as 2 7 1 1 2 0 2 6")
         shoot("write-after")
         [line] = page.evaluate(WRITE_FIGURES)
@@ -491,7 +490,7 @@ def test_writing_a_number_and_a_row_in_your_hand(browser, served_app, screenshot
         stroke(page, canvas, THREE, touch)
         wait_until(lambda: dark_share(canvas.screenshot()) > blank + 0.02, "the stroke showing on the canvas")
         page.locator("#write-mine").click()
-        expect(status).to_contain_text("0123456789 in the hand of your 3: written in", timeout=60_000)
+        expect(status).to_contain_text("0123456789 in the hand of your 3: written in")
         expect(status).to_contain_text("reads it as 0 1 2 3 4 5 6 7 8 9")
         page.locator("#write-figures").scroll_into_view_if_needed()
         shoot("write-mine-after")
@@ -532,7 +531,7 @@ def test_how_it_learned_and_live_mode(browser, served_app, screenshots, viewport
     try:
         page.goto(served_app)
         page.get_by_role("tab", name="How it learned").click()
-        expect(page.locator("#learned-figures figure")).to_have_count(len(steps), timeout=120_000)
+        expect(page.locator("#learned-figures figure")).to_have_count(len(steps))
         shoot("learned-before")
         rows = page.evaluate(LEARNED_FIGURES)
         assert [row["caption"].split(" · ")[0] for row in rows] == [f"step {step:,}" for step in steps]
@@ -546,8 +545,7 @@ def test_how_it_learned_and_live_mode(browser, served_app, screenshots, viewport
         expect(chart).to_have_attribute("aria-label", re.compile(f"marked: step {steps[-1]:,} "))
         page.locator("#learned-generate").click()
         status = page.locator("#learned-status")
-        expect(status).to_contain_text(f"by the model at step {steps[-1]:,}: the classifier reads it as 3",
-                                       timeout=60_000)
+        expect(status).to_contain_text(f"by the model at step {steps[-1]:,}: the classifier reads it as 3")
         shoot("learned-after")
         animation = page.locator("#learned-picture img")
         animation.scroll_into_view_if_needed()
@@ -559,13 +557,13 @@ def test_how_it_learned_and_live_mode(browser, served_app, screenshots, viewport
         page.get_by_role("tab", name="Generate").click()
         page.locator("#live-mode input").check()
         picture = page.locator("#denoising img")
-        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*the final image, live"), timeout=60_000)
+        expect(picture).to_have_attribute("alt", re.compile("guidance 2.5 .*the final image, live"))
         expect(page.locator("#denoising .label")).to_have_text("The final image (live)")
         before = picture.get_attribute("src")
         page.locator("#guidance input[type=range]").focus()
         for _ in range(10):
             page.keyboard.press("ArrowRight")
-        expect(picture).to_have_attribute("alt", re.compile("guidance 3 .*live"), timeout=60_000)
+        expect(picture).to_have_attribute("alt", re.compile("guidance 3 .*live"))
         assert picture.get_attribute("src") != before, "a new picture, not only a new description"
         expect(page.locator("#status")).to_contain_text("Live: Digit 3")
         expect(page.locator("#probabilities figcaption")).to_contain_text("3: ")
